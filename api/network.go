@@ -63,3 +63,11 @@ type AcceptedConn interface {
 	// ServerName is the TLS SNI, "" for plain TCP.
 	ServerName() string
 }
+
+// DrainNotifier is implemented by the connections a listener hands to its
+// handler. The handler registers a hook that the listener calls once when
+// it starts draining: an idle connection closes at once, a busy one closes
+// after its in-flight work. Registering nil removes the hook.
+type DrainNotifier interface {
+	OnDrain(hook func())
+}

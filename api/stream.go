@@ -74,8 +74,9 @@ type StreamFilterFactory interface {
 	// Parse decodes and validates the typed config. cfg is nil when the
 	// filter has no typed_config.
 	Parse(cfg []byte, typeURL string) (any, error)
-	// Build makes the filter from what Parse returned.
-	Build(parsed any) (StreamFilter, error)
+	// Build makes the filter from what Parse returned; bc gives shared
+	// services (metrics) of the listener being built.
+	Build(parsed any, bc BuildContext) (StreamFilter, error)
 }
 
 // StreamFilters is the registry of stream (HTTP) filters, keyed by name

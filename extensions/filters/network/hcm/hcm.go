@@ -1,0 +1,258 @@
+// Package hcm registers envoy.filters.network.http_connection_manager: it
+// parses the Envoy config, builds the stream filters and the route table,
+// and hands connections to the L7 proxy in internal/stream.
+package hcm
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/accesslog"
+	"github.com/weftmesh/weft/internal/codec/http1"
+	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/router"
+	"github.com/weftmesh/weft/internal/stats"
+	"github.com/weftmesh/weft/internal/stream"
+)
+
+// Name is the filter's registered name.
+const Name = "envoy.filters.network.http_connection_manager"
+
+// TypeURL is its typed_config type.
+const TypeURL = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+// RouterName and RouterTypeURL identify the terminal router filter, which
+// is the L7 proxy itself rather than a registered stream filter.
+const (
+	RouterName    = "envoy.filters.http.router"
+	RouterTypeURL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+)
+
+func init() { api.NetworkFilters.Register(Name, []string{TypeURL}, factory{}) }
+
+type factory struct{}
+
+var _ api.NetworkFilterFactory = factory{}
+
+type filterSpec struct {
+	name    string
+	factory api.StreamFilterFactory
+	parsed  any
+}
+
+// parsed is the validated, typed form of one HttpConnectionManager.
+type parsed struct {
+	pb       *hcmv3.HttpConnectionManager
+	table    *router.Table
+	filters  []filterSpec
+	warnings []string
+	cfg      stream.Config // timeouts, limits and flags; no runtime deps yet
+}
+
+// Parse implements api.NetworkFilterFactory.
+func (factory) Parse(b []byte, typeURL string) (any, error) {
+	pb := &hcmv3.HttpConnectionManager{}
+	if err := proto.Unmarshal(b, pb); err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	errs := &config.Errors{}
+	if err := pb.ValidateAll(); err != nil {
+		errs.AddErr("", err)
+		return nil, errs
+	}
+	p := &parsed{pb: pb}
+	switch pb.GetCodecType() {
+	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1:
+	default:
+		errs.Add("codec_type", "%s not supported yet (HTTP1 and AUTO are)", pb.GetCodecType())
+	}
+	switch rs := pb.GetRouteSpecifier().(type) {
+	case *hcmv3.HttpConnectionManager_RouteConfig:
+		t, err := router.Compile(rs.RouteConfig)
+		if err != nil {
+			errs.AddErr("route_config", err)
+		}
+		p.table = t
+	case *hcmv3.HttpConnectionManager_Rds:
+		errs.Add("rds", "dynamic route discovery needs dynamic_resources, which this build does not support yet")
+	default:
+		errs.Add("route_specifier", "route_config is required")
+	}
+	p.parseFilters(errs)
+	c := &p.cfg
+	c.StatPrefix = pb.GetStatPrefix()
+	c.Limits = http1.Limits{MaxHeaderBytes: 60 << 10, MaxHeaders: 100}
+	if kb := pb.GetMaxRequestHeadersKb(); kb != nil {
+		c.Limits.MaxHeaderBytes = int(kb.GetValue()) << 10
+	}
+	cho := pb.GetCommonHttpProtocolOptions()
+	if n := cho.GetMaxHeadersCount(); n != nil {
+		c.Limits.MaxHeaders = int(n.GetValue())
+	}
+	if d := cho.GetIdleTimeout(); d != nil {
+		c.IdleTimeout = durOrNone(d.AsDuration())
+	}
+	if n := cho.GetMaxRequestsPerConnection(); n != nil {
+		c.MaxRequestsPerConn = int(n.GetValue())
+	}
+	if d := pb.GetRequestHeadersTimeout(); d != nil {
+		c.RequestHeadersTimeout = durOrNone(d.AsDuration())
+	}
+	if d := pb.GetStreamIdleTimeout(); d != nil {
+		c.StreamIdleTimeout = durOrNone(d.AsDuration())
+	}
+	if d := pb.GetRequestTimeout(); d != nil {
+		c.RequestTimeout = d.AsDuration()
+	}
+	c.UseRemoteAddress = pb.GetUseRemoteAddress().GetValue()
+	c.GenerateID = pb.GenerateRequestId == nil || pb.GetGenerateRequestId().GetValue()
+	c.ServerName = pb.GetServerName()
+	c.Upgrades = map[string]bool{}
+	for i, u := range pb.GetUpgradeConfigs() {
+		if len(u.GetFilters()) > 0 {
+			errs.Add(fmt.Sprintf("upgrade_configs[%d].filters", i), "per-upgrade filter chains are not supported")
+		}
+		if u.Enabled == nil || u.GetEnabled().GetValue() {
+			c.Upgrades[strings.ToLower(u.GetUpgradeType())] = true
+		}
+	}
+	for i, al := range pb.GetAccessLog() {
+		if _, err := accesslog.Check(al); err != nil {
+			errs.AddErr(fmt.Sprintf("access_log[%d]", i), err)
+		}
+	}
+	if pb.GetTracing() != nil {
+		p.warnings = append(p.warnings, "tracing: not implemented yet, ignored")
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// durOrNone maps Envoy's "0 disables" to our negative "none" so that a
+// zero left by an unset field can still mean "use the default".
+func durOrNone(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+func (p *parsed) parseFilters(errs *config.Errors) {
+	hf := p.pb.GetHttpFilters()
+	for i, f := range hf {
+		path := fmt.Sprintf("http_filters[%d]", i)
+		if f.GetDisabled() {
+			continue
+		}
+		tu := config.TypeURL(f.GetTypedConfig())
+		if f.GetName() == RouterName || tu == RouterTypeURL {
+			if i != len(hf)-1 {
+				errs.Add(path, "the router filter must be the last http filter")
+			}
+			continue
+		}
+		if i == len(hf)-1 {
+			errs.Add(path, "the last http filter must be %s", RouterName)
+		}
+		fac, ok := api.StreamFilters.Lookup(f.GetName(), tu)
+		if !ok {
+			if f.GetIsOptional() {
+				p.warnings = append(p.warnings, fmt.Sprintf("%s: unknown optional filter %q (%s) skipped", path, f.GetName(), tu))
+				continue
+			}
+			errs.Add(path, "unknown http filter %q (type %q); mark it is_optional to skip it", f.GetName(), tu)
+			continue
+		}
+		var raw []byte
+		if tc := f.GetTypedConfig(); tc != nil {
+			raw = tc.GetValue()
+		}
+		pc, err := fac.Parse(raw, tu)
+		if err != nil {
+			errs.AddErr(path+".typed_config", err)
+			continue
+		}
+		p.filters = append(p.filters, filterSpec{name: f.GetName(), factory: fac, parsed: pc})
+	}
+	if len(hf) == 0 {
+		errs.Add("http_filters", "must end with %s", RouterName)
+	}
+}
+
+// Build implements api.NetworkFilterFactory.
+func (factory) Build(pa any, bc api.BuildContext) (api.NetworkFilter, error) {
+	p := pa.(*parsed)
+	for _, w := range p.warnings {
+		bc.Logger().Warn(w, "listener", bc.Listener())
+	}
+	c := p.cfg // copy: every Build gets its own runtime config
+	c.Routes = stream.NewStaticRoutes(p.table)
+	c.Clusters = bc.Clusters()
+	c.Log = bc.Logger()
+	var store *stats.Store
+	if !bc.Service(&store) {
+		store = stats.NewStore()
+	}
+	c.Store = store
+	c.Stats = store.HTTP(c.StatPrefix)
+	var bp *http1.BufPool
+	if bc.Service(&bp) {
+		c.BufPool = bp
+	}
+	for _, f := range p.filters {
+		sf, err := f.factory.Build(f.parsed, bc)
+		if err != nil {
+			return nil, fmt.Errorf("http filter %q: %w", f.name, err)
+		}
+		c.Filters = append(c.Filters, sf)
+	}
+	for i, al := range p.pb.GetAccessLog() {
+		l, err := accesslog.FromConfig(al)
+		if err != nil {
+			return nil, fmt.Errorf("access_log[%d]: %w", i, err)
+		}
+		c.AccessLogs = append(c.AccessLogs, l)
+	}
+	h := stream.New(c)
+	return api.NetworkFilter(terminal{h}), nil
+}
+
+type terminal struct{ h api.ConnHandler }
+
+// Chain implements api.NetworkFilter; the connection manager is terminal.
+func (t terminal) Chain(api.ConnHandler) api.ConnHandler { return t.h }
+
+// ClusterRefs lists the clusters the route table names, so a static config
+// that routes to a missing cluster is refused at load time.
+func (p *parsed) ClusterRefs() []string {
+	if p.table == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	add := func(n string) {
+		if n != "" && !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	for _, vh := range p.table.VirtualHosts() {
+		for _, r := range vh.Routes {
+			add(r.Cluster)
+			for _, w := range r.WeightedClusters {
+				add(w.Name)
+			}
+			for _, m := range r.MirrorPolicies {
+				add(m.Cluster)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,247 @@
+// Package app is the wiring root: it builds every manager from a bootstrap
+// and passes each its dependencies by constructor. Nothing else in Weft
+// reaches for a global.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/admin"
+	"github.com/weftmesh/weft/internal/codec/http1"
+	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/listener"
+	"github.com/weftmesh/weft/internal/stats"
+	"github.com/weftmesh/weft/internal/upstream"
+)
+
+// DefaultDrainTimeout is how long a shutdown waits for in-flight requests.
+const DefaultDrainTimeout = 5 * time.Second
+
+// DefaultAdminAddress is used when the bootstrap has no admin block.
+const DefaultAdminAddress = "127.0.0.1:9901"
+
+// Options are the process-level knobs that are not in the bootstrap.
+type Options struct {
+	Logger       *slog.Logger
+	LogLevel     *slog.LevelVar
+	DrainTimeout time.Duration
+	// AdminAddress overrides the bootstrap's admin address when set;
+	// "-" disables the admin server.
+	AdminAddress string
+}
+
+// App is one running Weft: listeners, clusters, admin.
+type App struct {
+	opts      Options
+	boot      *bootstrapv3.Bootstrap
+	log       *slog.Logger
+	store     *stats.Store
+	bufs      *http1.BufPool
+	clusters  *upstream.Manager
+	listeners []*listener.Listener
+	admin     *admin.Server
+
+	mu       sync.Mutex
+	draining bool
+}
+
+// New builds everything in b and binds the listeners and the admin port,
+// but serves nothing until Start. On error nothing is left running.
+func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.LogLevel == nil {
+		opts.LogLevel = &slog.LevelVar{}
+	}
+	if opts.DrainTimeout == 0 {
+		opts.DrainTimeout = DefaultDrainTimeout
+	}
+	a := &App{opts: opts, boot: b, log: opts.Logger, store: stats.NewStore(), bufs: http1.NewBufPool(16 << 10)}
+	defer func() {
+		if err != nil {
+			a.closeAll()
+		}
+	}()
+	a.clusters = upstream.NewManager(upstream.Options{Logger: a.log, Stats: a.store})
+	if err := a.clusters.Update(b.GetStaticResources().GetClusters()); err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, c := range b.GetStaticResources().GetClusters() {
+		known[c.GetName()] = true
+	}
+	specs, err := buildListeners(b.GetStaticResources().GetListeners(), known, a)
+	if err != nil {
+		return nil, err
+	}
+	for _, sp := range specs {
+		ln, err := listener.Listen(sp)
+		if err != nil {
+			return nil, err
+		}
+		a.listeners = append(a.listeners, ln)
+	}
+	adminAddr := config.AdminAddress(b, DefaultAdminAddress)
+	if opts.AdminAddress != "" {
+		adminAddr = opts.AdminAddress
+	}
+	if adminAddr != "-" {
+		a.admin = admin.New(admin.Options{
+			Address:    adminAddr,
+			Store:      a.store,
+			LogLevel:   opts.LogLevel,
+			ConfigDump: a.configDump,
+			Clusters:   func() any { return a.clusters.Snapshot() },
+			Ready:      a.ready,
+		})
+		if err := a.admin.Start(); err != nil {
+			a.admin = nil
+			return nil, fmt.Errorf("admin: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// Check builds everything in b without binding a port or starting a
+// goroutine that outlives it: what `weft validate` runs.
+func Check(b *bootstrapv3.Bootstrap) error {
+	errs := &config.Errors{}
+	for i, c := range b.GetStaticResources().GetClusters() {
+		if err := upstream.Validate(c); err != nil {
+			errs.AddErr(fmt.Sprintf("static_resources.clusters[%d]", i), err)
+		}
+	}
+	known := map[string]bool{}
+	for _, c := range b.GetStaticResources().GetClusters() {
+		known[c.GetName()] = true
+	}
+	_, err := parseListeners(b.GetStaticResources().GetListeners(), known)
+	if err != nil {
+		errs.AddErr("", err)
+	}
+	return errs.Err()
+}
+
+// Start serves every listener.
+func (a *App) Start() {
+	for _, l := range a.listeners {
+		go l.Serve()
+	}
+	a.log.Info("weft started", "listeners", len(a.listeners), "admin", a.AdminAddr())
+}
+
+// ListenerAddr returns the bound address of the named listener.
+func (a *App) ListenerAddr(name string) net.Addr {
+	for _, l := range a.listeners {
+		if l.Name() == name {
+			return l.Addr()
+		}
+	}
+	return nil
+}
+
+// AdminAddr is the admin server's bound address ("" when disabled).
+func (a *App) AdminAddr() string {
+	if a.admin == nil {
+		return ""
+	}
+	return a.admin.Addr().String()
+}
+
+// Stats is the metrics store.
+func (a *App) Stats() *stats.Store { return a.store }
+
+// Shutdown drains: listeners stop accepting, idle keep-alive connections
+// close at once, in-flight requests get until the drain timeout (or ctx),
+// then everything left is closed.
+func (a *App) Shutdown(ctx context.Context) {
+	a.mu.Lock()
+	a.draining = true
+	a.mu.Unlock()
+	for _, l := range a.listeners {
+		l.Drain()
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.opts.DrainTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, l := range a.listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if n := l.Wait(ctx); n > 0 {
+				a.log.Warn("drain timeout: closed connections with requests in flight", "listener", l.Name(), "connections", n)
+			}
+		}()
+	}
+	wg.Wait()
+	a.closeAll()
+	a.log.Info("weft stopped")
+}
+
+func (a *App) closeAll() {
+	for _, l := range a.listeners {
+		l.Close()
+	}
+	if a.admin != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = a.admin.Shutdown(sctx)
+		cancel()
+	}
+	if a.clusters != nil {
+		a.clusters.Close()
+	}
+}
+
+func (a *App) ready() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return !a.draining
+}
+
+func (a *App) configDump() ([]byte, error) {
+	return protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(a.boot)
+}
+
+// buildContext is what network filter factories see.
+type buildContext struct {
+	a        *App
+	listener string
+	drain    api.Drainer
+}
+
+func (a *App) buildContext(listener string) api.BuildContext {
+	return &buildContext{a: a, listener: listener}
+}
+
+func (b *buildContext) Clusters() api.ClusterManager { return b.a.clusters }
+func (b *buildContext) Logger() *slog.Logger          { return b.a.log }
+func (b *buildContext) Drain() api.Drainer            { return b.drain }
+func (b *buildContext) Listener() string              { return b.listener }
+
+// Service sets *target to the shared service of its type.
+func (b *buildContext) Service(target any) bool {
+	switch t := target.(type) {
+	case **stats.Store:
+		*t = b.a.store
+	case **http1.BufPool:
+		*t = b.a.bufs
+	default:
+		return false
+	}
+	return true
+}
+
+type listenerStats struct{ s *stats.ListenerStats }
+
+func (l listenerStats) Accepted() { l.s.DownstreamCxTotal.Inc(); l.s.DownstreamCxActive.Inc() }
+func (l listenerStats) Closed()   { l.s.DownstreamCxActive.Dec(); l.s.DownstreamCxDestroy.Inc() }

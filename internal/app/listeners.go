@@ -1,0 +1,172 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+
+	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/listener"
+)
+
+// ClusterReferrer is implemented by parsed filter configs that name
+// clusters, so a static config that routes to a missing cluster is refused
+// up front (Envoy's validate_clusters).
+type ClusterReferrer interface {
+	ClusterRefs() []string
+}
+
+// inspectors are listener filters that only inspect the first bytes; Weft
+// does its own detection, so they are accepted and skipped.
+var inspectors = map[string]bool{
+	"envoy.filters.listener.tls_inspector":  true,
+	"envoy.filters.listener.http_inspector": true,
+}
+
+type parsedFilter struct {
+	name    string
+	factory api.NetworkFilterFactory
+	parsed  any
+}
+
+type parsedChain struct {
+	name    string
+	match   listener.Match
+	filters []parsedFilter
+}
+
+type parsedListener struct {
+	pb       *listenerv3.Listener
+	chains   []parsedChain
+	fallback *parsedChain
+}
+
+// parseListeners parses and validates every listener's filter chains
+// (pure: nothing is bound or started). known lists the cluster names that
+// exist; nil skips the reference check.
+func parseListeners(ls []*listenerv3.Listener, known map[string]bool) ([]parsedListener, error) {
+	errs := &config.Errors{}
+	out := make([]parsedListener, 0, len(ls))
+	for i, l := range ls {
+		path := fmt.Sprintf("static_resources.listeners[%d]", i)
+		pl := parsedListener{pb: l}
+		for j, lf := range l.GetListenerFilters() {
+			if !inspectors[lf.GetName()] {
+				errs.Add(fmt.Sprintf("%s.listener_filters[%d]", path, j), "unknown listener filter %q", lf.GetName())
+			}
+		}
+		for j, fc := range l.GetFilterChains() {
+			pc, ok := parseChain(fmt.Sprintf("%s.filter_chains[%d]", path, j), fc, known, errs)
+			if ok {
+				pl.chains = append(pl.chains, pc)
+			}
+		}
+		if fc := l.GetDefaultFilterChain(); fc != nil {
+			pc, ok := parseChain(path+".default_filter_chain", fc, known, errs)
+			if ok {
+				pl.fallback = &pc
+			}
+		}
+		out = append(out, pl)
+	}
+	return out, errs.Err()
+}
+
+func parseChain(path string, fc *listenerv3.FilterChain, known map[string]bool, errs *config.Errors) (parsedChain, bool) {
+	pc := parsedChain{name: fc.GetName()}
+	n := len(errs.List)
+	m, err := listener.CompileMatch(fc.GetFilterChainMatch())
+	if err != nil {
+		errs.AddErr(path+".filter_chain_match", err)
+	}
+	pc.match = m
+	if fc.GetTransportSocket() != nil {
+		errs.Add(path+".transport_socket", "TLS on listeners is not supported yet")
+	}
+	if len(fc.GetFilters()) == 0 {
+		errs.Add(path+".filters", "at least one network filter is required")
+	}
+	for k, f := range fc.GetFilters() {
+		fp := fmt.Sprintf("%s.filters[%d]", path, k)
+		tu := config.TypeURL(f.GetTypedConfig())
+		fac, ok := api.NetworkFilters.Lookup(f.GetName(), tu)
+		if !ok {
+			errs.Add(fp, "unknown network filter %q (type %q)", f.GetName(), tu)
+			continue
+		}
+		var raw []byte
+		if tc := f.GetTypedConfig(); tc != nil {
+			raw = tc.GetValue()
+		}
+		parsed, err := fac.Parse(raw, tu)
+		if err != nil {
+			errs.AddErr(fp+".typed_config", err)
+			continue
+		}
+		if cr, ok := parsed.(ClusterReferrer); ok && known != nil {
+			refs := cr.ClusterRefs()
+			sort.Strings(refs)
+			for _, c := range refs {
+				if !known[c] {
+					errs.Add(fp+".typed_config", "unknown cluster %q", c)
+				}
+			}
+		}
+		pc.filters = append(pc.filters, parsedFilter{name: f.GetName(), factory: fac, parsed: parsed})
+	}
+	return pc, len(errs.List) == n
+}
+
+// buildListeners parses then builds every listener's handlers.
+func buildListeners(ls []*listenerv3.Listener, known map[string]bool, a *App) ([]listener.Config, error) {
+	parsed, err := parseListeners(ls, known)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]listener.Config, 0, len(parsed))
+	for _, pl := range parsed {
+		name := pl.pb.GetName()
+		bc := a.buildContext(name)
+		lc := listener.Config{
+			Name:    name,
+			Address: config.JoinHostPort(pl.pb.GetAddress().GetSocketAddress().GetAddress(), pl.pb.GetAddress().GetSocketAddress().GetPortValue()),
+			Logger:  a.log,
+			Stats:   listenerStats{a.store.Listener(name)},
+		}
+		for _, pc := range pl.chains {
+			h, err := buildChain(pc, bc)
+			if err != nil {
+				return nil, fmt.Errorf("listener %q: %w", name, err)
+			}
+			lc.Chains = append(lc.Chains, listener.Chain{Name: pc.name, Match: pc.match, Handler: h})
+		}
+		if pl.fallback != nil {
+			h, err := buildChain(*pl.fallback, bc)
+			if err != nil {
+				return nil, fmt.Errorf("listener %q: %w", name, err)
+			}
+			lc.Default = &listener.Chain{Name: pl.fallback.name, Match: pl.fallback.match, Handler: h}
+		}
+		out = append(out, lc)
+	}
+	return out, nil
+}
+
+// buildChain builds the filters and links them: the last is terminal and
+// each earlier one wraps what follows.
+func buildChain(pc parsedChain, bc api.BuildContext) (api.ConnHandler, error) {
+	var h api.ConnHandler = api.ConnHandlerFunc(func(_ context.Context, c net.Conn) { _ = c.Close() })
+	for i := len(pc.filters) - 1; i >= 0; i-- {
+		f := pc.filters[i]
+		nf, err := f.factory.Build(f.parsed, bc)
+		if err != nil {
+			return nil, fmt.Errorf("filter %q: %w", f.name, err)
+		}
+		h = nf.Chain(h)
+	}
+	return h, nil
+}

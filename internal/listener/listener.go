@@ -1,0 +1,269 @@
+// Package listener runs accept loops, picks a filter chain per accepted
+// connection and tracks connections so that a drain can reach every one of
+// them.
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weftmesh/weft/api"
+)
+
+// Chain is one filter chain of a listener with its match criteria.
+type Chain struct {
+	Name    string
+	Match   Match
+	Handler api.ConnHandler
+}
+
+// Stats are a listener's connection counters.
+type Stats interface {
+	Accepted()
+	Closed()
+}
+
+// Config describes one listener.
+type Config struct {
+	Name    string
+	Address string // host:port for net.Listen
+	Chains  []Chain
+	Default *Chain // used when no chain matches; nil closes the connection
+	Stats   Stats  // may be nil
+	Logger  *slog.Logger
+}
+
+// Listener is one bound accept loop.
+type Listener struct {
+	cfg    Config
+	ln     net.Listener
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	conns    map[*Conn]struct{}
+	draining bool
+	done     chan struct{} // closed when accept loop exits
+	wg       sync.WaitGroup
+	active   atomic.Int64
+}
+
+// Listen binds the address; Serve must be called to accept.
+func Listen(cfg Config) (*Listener, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	lc := net.ListenConfig{}
+	ln, err := lc.Listen(context.Background(), "tcp", cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", cfg.Name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Listener{cfg: cfg, ln: ln, ctx: ctx, cancel: cancel, conns: map[*Conn]struct{}{}, done: make(chan struct{})}, nil
+}
+
+// Name is the listener's name.
+func (l *Listener) Name() string { return l.cfg.Name }
+
+// Addr is the bound address.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Active is the number of open downstream connections.
+func (l *Listener) Active() int64 { return l.active.Load() }
+
+// Serve runs the accept loop until Drain or Close. Temporary accept errors
+// (such as running out of file descriptors) back off instead of spinning.
+func (l *Listener) Serve() {
+	defer close(l.done)
+	var backoff time.Duration
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff *= 2; backoff > time.Second {
+				backoff = time.Second
+			}
+			l.cfg.Logger.Warn("accept failed", "listener", l.cfg.Name, "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-l.ctx.Done():
+				return
+			}
+		}
+		backoff = 0
+		l.serveConn(c)
+	}
+}
+
+func (l *Listener) serveConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	ch := l.pick(c)
+	if ch == nil {
+		l.cfg.Logger.Debug("no filter chain matched", "listener", l.cfg.Name, "remote", c.RemoteAddr())
+		_ = c.Close()
+		return
+	}
+	tc := &Conn{Conn: c, l: l}
+	l.mu.Lock()
+	if l.draining {
+		l.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	l.conns[tc] = struct{}{}
+	l.wg.Add(1)
+	l.mu.Unlock()
+	l.active.Add(1)
+	if l.cfg.Stats != nil {
+		l.cfg.Stats.Accepted()
+	}
+	go func() {
+		defer l.release(tc)
+		ch.Handler.ServeConn(l.ctx, tc)
+	}()
+}
+
+func (l *Listener) release(tc *Conn) {
+	_ = tc.Close()
+	l.mu.Lock()
+	delete(l.conns, tc)
+	l.mu.Unlock()
+	l.active.Add(-1)
+	if l.cfg.Stats != nil {
+		l.cfg.Stats.Closed()
+	}
+	l.wg.Done()
+}
+
+func (l *Listener) pick(c net.Conn) *Chain {
+	for i := range l.cfg.Chains {
+		if l.cfg.Chains[i].Match.matches(c) {
+			return &l.cfg.Chains[i]
+		}
+	}
+	return l.cfg.Default
+}
+
+// Drain stops accepting and tells every open connection to finish what it
+// is doing and close. It returns at once; Wait blocks until they are gone.
+func (l *Listener) Drain() {
+	l.mu.Lock()
+	if l.draining {
+		l.mu.Unlock()
+		return
+	}
+	l.draining = true
+	_ = l.ln.Close()
+	hooks := make([]func(), 0, len(l.conns))
+	for c := range l.conns {
+		if h := c.takeHook(); h != nil {
+			hooks = append(hooks, h)
+		}
+	}
+	l.mu.Unlock()
+	for _, h := range hooks {
+		h()
+	}
+}
+
+// Wait blocks until every connection has closed or ctx ends; then it
+// closes whatever is left and returns how many were forced.
+func (l *Listener) Wait(ctx context.Context) int {
+	idle := make(chan struct{})
+	go func() { l.wg.Wait(); close(idle) }()
+	select {
+	case <-idle:
+		<-l.done
+		return 0
+	case <-ctx.Done():
+	}
+	l.mu.Lock()
+	n := len(l.conns)
+	for c := range l.conns {
+		_ = c.Conn.Close()
+	}
+	l.mu.Unlock()
+	l.cancel()
+	<-idle
+	<-l.done
+	return n
+}
+
+// Close drains and force-closes at once.
+func (l *Listener) Close() {
+	l.Drain()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	l.Wait(ctx)
+}
+
+// Conn is an accepted connection tracked by its listener. It implements
+// api.DrainNotifier.
+type Conn struct {
+	net.Conn
+	l    *Listener
+	mu   sync.Mutex
+	hook func()
+	shut bool
+}
+
+// OnDrain registers the drain hook; if the listener is already draining
+// the hook runs at once.
+func (c *Conn) OnDrain(hook func()) {
+	c.l.mu.Lock()
+	draining := c.l.draining
+	c.l.mu.Unlock()
+	c.mu.Lock()
+	if c.shut {
+		c.mu.Unlock()
+		return
+	}
+	if draining && hook != nil {
+		c.shut = true
+		c.mu.Unlock()
+		hook()
+		return
+	}
+	c.hook = hook
+	c.mu.Unlock()
+}
+
+func (c *Conn) takeHook() func() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.shut = true
+	h := c.hook
+	c.hook = nil
+	return h
+}
+
+// SyscallConn exposes the raw socket for readiness waits.
+func (c *Conn) SyscallConn() (syscallConn, error) {
+	if sc, ok := c.Conn.(interface {
+		SyscallConn() (syscallConn, error)
+	}); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
+}
+
+// CloseWrite half-closes the connection when the socket supports it.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}

@@ -1,0 +1,176 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/codec/http1"
+	"github.com/weftmesh/weft/internal/network"
+)
+
+// Connection states, for drain: an idle connection is closed at once, a
+// busy one after its response.
+const (
+	stateIdle int32 = iota
+	stateBusy
+	stateClosing
+)
+
+// ServeConn implements api.ConnHandler: one goroutine serves one HTTP/1.1
+// downstream connection, request after request. All per-connection state
+// lives in one serverConn allocated here and reused for every request, so
+// a steady keep-alive connection allocates nothing per request.
+func (c *Config) ServeConn(ctx context.Context, nc net.Conn) {
+	sc := &serverConn{cfg: c, nc: nc, ctx: ctx}
+	sc.br = http1.NewReader(nc, c.BufPool)
+	sc.w.w = nc
+	sc.s.sc = sc
+	if dn, ok := nc.(api.DrainNotifier); ok {
+		dn.OnDrain(sc.onDrain)
+		defer dn.OnDrain(nil)
+	}
+	sc.serve()
+	sc.br.Release()
+	sc.w.release(c.BufPool)
+}
+
+type serverConn struct {
+	cfg   *Config
+	nc    net.Conn
+	ctx   context.Context
+	br    *http1.Reader
+	w     flushWriter
+	state atomic.Int32
+	s     stream
+	nreq  int
+}
+
+func (sc *serverConn) onDrain() {
+	if sc.state.Swap(stateClosing) == stateIdle {
+		_ = sc.nc.Close()
+	}
+}
+
+func (sc *serverConn) serve() {
+	cfg := sc.cfg
+	for {
+		if sc.br.Buffered() == 0 {
+			// Idle between requests: give the buffers back and park in the
+			// poller until the client sends (or the idle timeout fires).
+			sc.br.Release()
+			sc.w.release(cfg.BufPool)
+			_ = sc.nc.SetReadDeadline(network.Deadline(time.Now(), cfg.IdleTimeout))
+			if err := network.WaitReadable(sc.nc); err != nil {
+				return
+			}
+		}
+		if !sc.state.CompareAndSwap(stateIdle, stateBusy) {
+			return // draining
+		}
+		start := time.Now()
+		_ = sc.nc.SetReadDeadline(start.Add(cfg.RequestHeadersTimeout))
+		s := &sc.s
+		s.reset(start)
+		err := sc.br.ReadRequestHead(&s.req, cfg.Limits)
+		if err != nil {
+			sc.headError(err)
+			return
+		}
+		_ = sc.nc.SetReadDeadline(network.Deadline(time.Now(), cfg.StreamIdleTimeout))
+		sc.nreq++
+		keep := sc.handle(s)
+		if !keep || (cfg.MaxRequestsPerConn > 0 && sc.nreq >= cfg.MaxRequestsPerConn) {
+			return
+		}
+		if !sc.state.CompareAndSwap(stateBusy, stateIdle) {
+			return // drain arrived while busy; the response said close
+		}
+	}
+}
+
+// headError answers a request head that could not be read.
+func (sc *serverConn) headError(err error) {
+	s := &sc.s
+	switch {
+	case errors.Is(err, io.EOF):
+		return // clean close between requests
+	case network.IsTimeout(err):
+		if sc.br.Buffered() == 0 && !s.headStarted() {
+			return
+		}
+		s.flag(api.FlagRequestHeaderTimeout)
+		sc.cfg.Stats.RqHeaderTimeout.Inc()
+		sc.localReply(s, 408, "request header timeout", true)
+	case errors.Is(err, http1.ErrHeaderTooLarge):
+		s.flag(api.FlagDownstreamProtocol)
+		sc.cfg.Stats.ProtocolErrors.Inc()
+		sc.localReply(s, 431, "request header fields too large", true)
+	case errors.Is(err, http1.ErrMalformed), errors.Is(err, io.ErrUnexpectedEOF):
+		if errors.Is(err, io.ErrUnexpectedEOF) && sc.br.Buffered() == 0 {
+			return
+		}
+		s.flag(api.FlagDownstreamProtocol)
+		sc.cfg.Stats.ProtocolErrors.Inc()
+		sc.localReply(s, 400, "bad request: "+err.Error(), true)
+	default:
+		return
+	}
+	sc.log(s)
+}
+
+// flushWriter coalesces a response head and a small body into one write
+// (one syscall instead of two), using a pooled buffer held only while a
+// request is active.
+type flushWriter struct {
+	w   io.Writer
+	buf *[]byte
+	n   int64
+}
+
+func (f *flushWriter) grab(p *http1.BufPool) []byte {
+	if f.buf == nil {
+		f.buf = p.Get()
+		*f.buf = (*f.buf)[:0]
+	}
+	return *f.buf
+}
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	if f.buf != nil {
+		b := *f.buf
+		if len(b)+len(p) <= cap(b) {
+			*f.buf = append(b, p...)
+			return len(p), nil
+		}
+		if err := f.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := f.w.Write(p)
+	f.n += int64(n)
+	return n, err
+}
+
+// Flush writes whatever is buffered.
+func (f *flushWriter) Flush() error {
+	if f.buf == nil || len(*f.buf) == 0 {
+		return nil
+	}
+	n, err := f.w.Write(*f.buf)
+	f.n += int64(n)
+	*f.buf = (*f.buf)[:0]
+	return err
+}
+
+func (f *flushWriter) release(p *http1.BufPool) {
+	if f.buf != nil {
+		*f.buf = (*f.buf)[:cap(*f.buf)]
+		p.Put(f.buf)
+		f.buf = nil
+	}
+}

@@ -1,0 +1,110 @@
+package stream
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/codec/http1"
+	"github.com/weftmesh/weft/internal/router"
+	"github.com/weftmesh/weft/internal/upstream/pool"
+)
+
+// mirrorTimeout bounds a shadow request; its result is never waited for.
+const mirrorTimeout = 5 * time.Second
+
+// mirror sends a copy of the request to each sampled mirror cluster (G7).
+// The copy's Host gets Envoy's "-shadow" suffix; the response is read and
+// discarded, and nothing about it reaches the client.
+func (sc *serverConn) mirror(s *stream, rt *router.Route, body *[]byte) {
+	for i := range rt.MirrorPolicies {
+		m := &rt.MirrorPolicies[i]
+		if !m.Sample(rand.Uint64()) {
+			continue
+		}
+		name := m.Cluster
+		if m.ClusterHeader != "" {
+			name, _ = s.req.Get(m.ClusterHeader)
+		}
+		cl, ok := sc.cfg.Clusters.Cluster(name)
+		if !ok {
+			continue
+		}
+		host := strings.Clone(s.req.Host())
+		shadow := host
+		if m.HostRewriteLiteral != "" {
+			shadow = m.HostRewriteLiteral
+		}
+		if !m.DisableShadowHostSuffixAppend {
+			shadow = shadowHost(shadow)
+		}
+		s.req.Set(":authority", shadow)
+		head := s.req.AppendTo(nil)
+		s.req.Set(":authority", host)
+		var bd []byte
+		if body != nil {
+			bd = append([]byte(nil), *body...)
+		}
+		go sc.cfg.sendMirror(cl, head, bd)
+	}
+}
+
+func shadowHost(h string) string {
+	if i := strings.LastIndexByte(h, ':'); i > 0 && !strings.Contains(h[i:], "]") {
+		return h[:i] + "-shadow" + h[i:]
+	}
+	return h + "-shadow"
+}
+
+func (c *Config) sendMirror(cl api.Cluster, head, body []byte) {
+	host := cl.Pick(nil)
+	if host == nil {
+		cl.Stats().NoHealthyHost.Inc()
+		return
+	}
+	if !cl.TryAcquire(api.ResRequests) {
+		cl.Stats().Overflow.Inc()
+		return
+	}
+	defer cl.Release(api.ResRequests)
+	ctx, cancel := context.WithTimeout(context.Background(), mirrorTimeout)
+	defer cancel()
+	p := host.Pool(Protocol, c.newPool).(*pool.Pool)
+	pc, _, err := p.Get(ctx)
+	if err != nil {
+		cl.Stats().UpstreamConnFailure.Inc()
+		return
+	}
+	uc := upConnOf(pc, c.BufPool)
+	cl.Stats().UpstreamRequests.Inc()
+	dl, _ := ctx.Deadline()
+	_ = pc.SetDeadline(dl)
+	if _, err = pc.Write(append(head, body...)); err != nil {
+		uc.br.Release()
+		p.Put(pc, false)
+		return
+	}
+	var resp http1.ResponseHead
+	for {
+		resp.Reset()
+		if err = uc.br.ReadResponseHead(&resp, c.Limits); err != nil || resp.Status >= 200 {
+			break
+		}
+	}
+	if err == nil && !resp.NoBody("") {
+		untilEOF := resp.ContentLength < 0 && !resp.Chunked
+		_, err = uc.br.Body(resp.ContentLength, resp.Chunked, untilEOF).CopyTo(io.Discard, false)
+		if untilEOF {
+			err = io.EOF
+		}
+	}
+	if err == nil {
+		countStatus(cl.Stats(), resp.Status)
+	}
+	uc.br.Release()
+	_ = pc.SetDeadline(time.Time{})
+	p.Put(pc, err == nil && !resp.Close)
+}

@@ -1,0 +1,591 @@
+package stream
+
+import (
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/codec/http1"
+	"github.com/weftmesh/weft/internal/network"
+	"github.com/weftmesh/weft/internal/router"
+	"github.com/weftmesh/weft/internal/upstream/pool"
+)
+
+// Protocol is the connection-pool key for HTTP/1 upstream connections.
+const Protocol = "http1"
+
+var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+// upConn is a pooled upstream connection with its response reader; the
+// reader lives as long as the connection so its state survives reuse.
+type upConn struct {
+	pc *pool.Conn
+	br *http1.Reader
+}
+
+// attempt outcomes.
+type failure int
+
+const (
+	okResponse failure = iota
+	failConnect
+	failOverflow
+	failReset     // connection broke before a response head
+	failTimeout   // per-try or route timeout before a response head
+	failProtocol  // upstream sent a bad response head
+	failNoHost    // no healthy host
+	failRetryable // a response that the retry policy wants retried
+)
+
+// handle proxies one request; it reports whether the connection may serve
+// another.
+func (sc *serverConn) handle(s *stream) bool {
+	cfg := sc.cfg
+	req := &s.req
+	defer sc.log(s)
+	keep := !req.Close && sc.state.Load() != stateClosing
+	bodyPending := req.ContentLength > 0 || req.Chunked
+
+	for _, f := range cfg.Filters {
+		if f.OnRequest(s) == api.Stop || s.replied {
+			if !s.replied {
+				sc.localReply(s, 500, "stopped by filter", bodyPending)
+			}
+			return keep && !bodyPending
+		}
+	}
+	var rt *router.Route
+	if t := cfg.Routes.Table(); t != nil {
+		rt = t.Route(req)
+	}
+	if rt == nil {
+		s.flag(api.FlagNoRoute)
+		sc.localReply(s, 404, "", bodyPending)
+		return keep && !bodyPending
+	}
+	s.route = rt
+	defer sc.routeStats(s, rt)
+	if rt.DirectResponse != nil {
+		sc.localReply(s, rt.DirectResponse.Status, rt.DirectResponse.Body, bodyPending)
+		return keep && !bodyPending
+	}
+	if rt.Redirect != nil {
+		sc.redirect(s, rt)
+		return keep && !bodyPending
+	}
+	reqOps, respOps := rt.RequestHeaders, rt.ResponseHeaders
+	if cw := rt.PickWeighted(rand.Uint64()); cw != nil {
+		s.cluster = cw.Name
+		reqOps, respOps = cw.RequestHeaders, cw.ResponseHeaders
+		if cw.HostRewriteLiteral != "" {
+			req.Set(":authority", cw.HostRewriteLiteral)
+		}
+	} else {
+		s.cluster = rt.ClusterFor(req, 0)
+	}
+	cl, ok := cfg.Clusters.Cluster(s.cluster)
+	if !ok {
+		s.flag(api.FlagNoClusterFound)
+		status := rt.ClusterNotFoundStatus
+		if status == 0 {
+			status = 503
+		}
+		sc.localReply(s, status, "cluster not found", bodyPending)
+		return keep && !bodyPending
+	}
+	if req.Upgrade != "" && !cfg.Upgrades[strings.ToLower(req.Upgrade)] {
+		sc.localReply(s, 403, "upgrade not allowed", bodyPending)
+		return keep && !bodyPending
+	}
+	sc.mutateRequest(s, rt, reqOps)
+
+	// A body we may need to send twice (retries, mirrors) is read whole
+	// into a pooled buffer when it is small enough; larger bodies stream
+	// and disable retries after the first byte.
+	var body *[]byte
+	retries := 0
+	if rt.RetryPolicy != nil {
+		retries = int(rt.RetryPolicy.NumRetries)
+	}
+	if bodyPending && (retries > 0 || len(rt.MirrorPolicies) > 0) && !req.Chunked && req.ContentLength <= int64(cfg.RetryBufferLimit) {
+		var err error
+		if body, err = sc.readBody(s); err != nil {
+			s.flag(api.FlagDownstreamReset)
+			return false
+		}
+		defer cfg.BufPool.Put(body)
+		bodyPending = false
+	}
+	if len(rt.MirrorPolicies) > 0 && !bodyPending {
+		sc.mirror(s, rt, body)
+	}
+	if !cl.TryAcquire(api.ResRequests) {
+		cl.Stats().Overflow.Inc()
+		s.flag(api.FlagUpstreamOverflow)
+		sc.localReply(s, 503, "upstream overflow", bodyPending)
+		return keep && !bodyPending
+	}
+	defer cl.Release(api.ResRequests)
+
+	deadline := network.Deadline(time.Now(), rt.Timeout)
+	for try := 0; ; try++ {
+		uc, res := sc.forward(s, cl, rt, body, &bodyPending, deadline, try)
+		if res == okResponse {
+			return sc.respond(s, cl, respOps, uc, keep)
+		}
+		if try < retries && sc.retriable(s, rt, res, bodyPending) && cl.TryAcquire(api.ResRetries) {
+			cl.Stats().UpstreamRetries.Inc()
+			sleepBackoff(rt.RetryPolicy, try, deadline)
+			cl.Release(api.ResRetries)
+			if !deadline.IsZero() && time.Now().After(deadline) {
+				res = failTimeout
+			} else {
+				s.host = nil
+				continue
+			}
+		}
+		if res == failRetryable {
+			// The last try's response is what the client gets.
+			return sc.respond(s, cl, respOps, uc, keep)
+		}
+		sc.failReply(s, cl, res, bodyPending)
+		return keep && !bodyPending
+	}
+}
+
+// mutateRequest applies the route's rewrites and header operations and the
+// forwarding headers.
+func (sc *serverConn) mutateRequest(s *stream, rt *router.Route, ops *router.HeaderOps) {
+	req := &s.req
+	ops.Apply(req, s)
+	if p := rt.RewritePath(req.Target); p != req.Target {
+		req.Set(":path", p)
+	}
+	if rt.HostRewriteLiteral != "" {
+		req.Set(":authority", rt.HostRewriteLiteral)
+	} else if rt.HostRewriteHeader != "" {
+		if v, ok := req.Get(rt.HostRewriteHeader); ok && v != "" {
+			req.Set(":authority", v)
+		}
+	}
+	if _, ok := req.Get("x-forwarded-proto"); !ok {
+		req.Set("x-forwarded-proto", "http")
+	}
+	if sc.cfg.UseRemoteAddress {
+		ip := remoteIP(sc.nc)
+		if v, ok := req.Get("x-forwarded-for"); ok && v != "" {
+			req.Set("x-forwarded-for", v+", "+ip)
+		} else {
+			req.Set("x-forwarded-for", ip)
+		}
+	}
+	if sc.cfg.GenerateID {
+		if _, ok := req.Get("x-request-id"); !ok {
+			req.Set("x-request-id", newRequestID())
+		}
+	}
+	s.hashKey, s.hasHash = rt.Hash(req, remoteIP(sc.nc))
+}
+
+// DownstreamRemoteAddress implements router.VarSource.
+func (s *stream) DownstreamRemoteAddress() string { return s.sc.nc.RemoteAddr().String() }
+
+func remoteIP(c net.Conn) string {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	h, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+	return h
+}
+
+// readBody reads a known-length request body into a pooled buffer.
+func (sc *serverConn) readBody(s *stream) (*[]byte, error) {
+	if s.req.Expect100 {
+		if _, err := sc.nc.Write(continue100); err != nil {
+			return nil, err
+		}
+		s.req.Expect100 = false
+	}
+	b := sc.cfg.BufPool.Get()
+	n := int(s.req.ContentLength)
+	if cap(*b) < n {
+		sc.cfg.BufPool.Put(b)
+		nb := make([]byte, n)
+		b = &nb
+	}
+	*b = (*b)[:n]
+	if _, err := io.ReadFull(sc.br.Body(s.req.ContentLength, false, false), *b); err != nil {
+		return nil, err
+	}
+	s.bytesIn = int64(n)
+	return b, nil
+}
+
+// forward runs one try: pick a host, get a connection, send the request,
+// read the response head.
+func (sc *serverConn) forward(s *stream, cl api.Cluster, rt *router.Route, body *[]byte, bodyPending *bool, deadline time.Time, try int) (*upConn, failure) {
+	host := cl.Pick(s)
+	if host == nil {
+		cl.Stats().NoHealthyHost.Inc()
+		return nil, failNoHost
+	}
+	s.host = host
+	host.ActiveRequests().Inc()
+	defer host.ActiveRequests().Dec()
+	p := host.Pool(Protocol, sc.cfg.newPool).(*pool.Pool)
+
+	tryDeadline := deadline
+	if rt.RetryPolicy != nil && rt.RetryPolicy.PerTryTimeout > 0 {
+		if d := time.Now().Add(rt.RetryPolicy.PerTryTimeout); tryDeadline.IsZero() || d.Before(tryDeadline) {
+			tryDeadline = d
+		}
+	}
+	ctx, cancel := sc.dialContext(tryDeadline)
+	pc, _, err := p.Get(ctx)
+	cancel()
+	if err != nil {
+		if errors.Is(err, pool.ErrOverflow) {
+			cl.Stats().Overflow.Inc()
+			return nil, failOverflow
+		}
+		s.failure = err.Error()
+		if network.IsTimeout(err) && !tryDeadline.IsZero() && time.Now().After(tryDeadline) {
+			return nil, failTimeout
+		}
+		return nil, failConnect
+	}
+	uc := upConnOf(pc, sc.cfg.BufPool)
+	cl.Stats().UpstreamRequests.Inc()
+	host.Stats().Requests.Inc()
+
+	// Head and a small body go out in one write.
+	_ = pc.SetWriteDeadline(network.Deadline(time.Now(), sc.cfg.StreamIdleTimeout))
+	var w flushWriter
+	w.w = pc
+	hb := w.grab(sc.cfg.BufPool)
+	hb = s.req.AppendTo(hb)
+	*w.buf = hb
+	if body != nil {
+		_, _ = w.Write(*body)
+	}
+	err = w.Flush()
+	if err == nil && *bodyPending {
+		if s.req.Expect100 {
+			if _, err = sc.nc.Write(continue100); err != nil {
+				w.release(sc.cfg.BufPool)
+				sc.dropUp(uc)
+				s.flag(api.FlagDownstreamReset)
+				return nil, failReset
+			}
+		}
+		var n int64
+		n, err = sc.br.Body(s.req.ContentLength, s.req.Chunked, false).CopyTo(&w, s.req.Chunked)
+		s.bytesIn += n
+		if err == nil {
+			err = w.Flush()
+		}
+		*bodyPending = false
+		if err != nil && !isUpstreamErr(err, pc) {
+			w.release(sc.cfg.BufPool)
+			sc.dropUp(uc)
+			s.flag(api.FlagDownstreamReset)
+			return nil, failReset
+		}
+	}
+	w.release(sc.cfg.BufPool)
+	if err != nil {
+		s.failure = err.Error()
+		sc.dropUp(uc)
+		cl.Stats().UpstreamResets.Inc()
+		return nil, failReset
+	}
+	_ = pc.SetReadDeadline(tryDeadline)
+	for {
+		err = uc.br.ReadResponseHead(&s.resp, sc.cfg.Limits)
+		if err != nil || s.resp.Status >= 200 || s.resp.Status == 101 {
+			break
+		}
+		s.resp.Reset() // 1xx other than 101: dropped, we answered 100 ourselves
+	}
+	if err != nil {
+		sc.dropUp(uc)
+		s.failure = err.Error()
+		switch {
+		case network.IsTimeout(err):
+			cl.Stats().UpstreamRequestTimeout.Inc()
+			return nil, failTimeout
+		case errors.Is(err, http1.ErrMalformed), errors.Is(err, http1.ErrHeaderTooLarge):
+			return nil, failProtocol
+		}
+		cl.Stats().UpstreamResets.Inc()
+		return nil, failReset
+	}
+	_ = pc.SetReadDeadline(deadline)
+	s.hasResp = true
+	if rt.RetryPolicy != nil && try < int(rt.RetryPolicy.NumRetries) && rt.RetryPolicy.RetriableStatus(s.resp.Status) {
+		return uc, failRetryable
+	}
+	return uc, okResponse
+}
+
+func isUpstreamErr(err error, pc net.Conn) bool {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Addr != nil && pc.RemoteAddr() != nil && oe.Addr.String() == pc.RemoteAddr().String()
+	}
+	return false
+}
+
+// retriable applies the route's retry policy to a failed try. Only
+// failures where the upstream cannot have acted (connect failure,
+// overflow, an explicit retriable status) are retried for any method;
+// resets and timeouts after the request went out are retried only for
+// idempotent methods.
+func (sc *serverConn) retriable(s *stream, rt *router.Route, f failure, bodyPending bool) bool {
+	rp := rt.RetryPolicy
+	if rp == nil || bodyPending {
+		return false
+	}
+	switch f {
+	case failConnect, failNoHost:
+		return rp.RetriableReset(router.ResetConnectFailure)
+	case failRetryable:
+		return true
+	case failReset:
+		return rp.RetriableReset(router.ResetOther) && idempotent(s.req.Method)
+	case failTimeout:
+		return rp.RetryOn&(router.Retry5xx|router.RetryGatewayError) != 0 && idempotent(s.req.Method)
+	}
+	return false
+}
+
+func idempotent(m string) bool {
+	switch m {
+	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
+		return true
+	}
+	return false
+}
+
+// sleepBackoff waits a fully jittered exponential back-off before retry
+// try+1: uniform in [0, min(max, base*2^try)).
+func sleepBackoff(rp *router.RetryPolicy, try int, deadline time.Time) {
+	ceil := rp.BackOffBase << min(try, 16)
+	if ceil > rp.BackOffMax || ceil <= 0 {
+		ceil = rp.BackOffMax
+	}
+	var d time.Duration
+	if ceil > 0 {
+		d = time.Duration(rand.Int64N(int64(ceil)))
+	}
+	if !deadline.IsZero() {
+		if left := time.Until(deadline); left < d {
+			d = left
+		}
+	}
+	if d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// failReply answers a request that no upstream answered.
+func (sc *serverConn) failReply(s *stream, cl api.Cluster, f failure, bodyPending bool) {
+	switch f {
+	case failNoHost:
+		s.flag(api.FlagNoHealthyUpstream)
+		sc.localReply(s, 503, "no healthy upstream", bodyPending)
+	case failOverflow:
+		s.flag(api.FlagUpstreamOverflow)
+		sc.localReply(s, 503, "upstream connect error or disconnect/reset before headers. reset reason: overflow", bodyPending)
+	case failConnect:
+		s.flag(api.FlagUpstreamConnectFailure)
+		cl.Stats().UpstreamConnFailure.Inc()
+		sc.localReply(s, 503, "upstream connect error or disconnect/reset before headers. reset reason: connection failure", bodyPending)
+	case failTimeout:
+		s.flag(api.FlagUpstreamRequestTimeout)
+		sc.localReply(s, 504, "upstream request timeout", bodyPending)
+	case failProtocol:
+		s.flag(api.FlagUpstreamProtocol)
+		sc.localReply(s, 502, "upstream protocol error", bodyPending)
+	default:
+		s.flag(api.FlagUpstreamReset)
+		sc.localReply(s, 503, "upstream connect error or disconnect/reset before headers. reset reason: connection termination", bodyPending)
+	}
+}
+
+// respond streams the upstream response to the downstream.
+func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderOps, uc *upConn, keep bool) bool {
+	cfg := sc.cfg
+	resp := &s.resp
+	s.status = resp.Status
+	countStatus(cl.Stats(), resp.Status)
+	if resp.Status >= 500 {
+		s.host.Stats().Responses5xx.Inc()
+	}
+	for i := len(cfg.Filters) - 1; i >= 0; i-- {
+		cfg.Filters[i].OnResponse(s)
+	}
+	respOps.Apply(resp, s)
+	upgrade := resp.Status == 101 && s.req.Upgrade != ""
+	noBody := resp.NoBody(s.req.Method)
+	untilEOF := !noBody && !upgrade && resp.ContentLength < 0 && !resp.Chunked
+	upKeep := !resp.Close && !untilEOF && !upgrade
+	chunkOut := false
+	if !noBody && !upgrade {
+		switch {
+		case s.req.Minor == 0 && (resp.Chunked || untilEOF):
+			keep = false // HTTP/1.0 client: close-delimited body
+			resp.Chunked = false
+		case untilEOF:
+			resp.Chunked = true // re-frame a close-delimited body for HTTP/1.1
+			chunkOut = true
+		case resp.Chunked:
+			chunkOut = true
+		}
+	}
+	if upgrade {
+		keep = false
+	}
+	_ = sc.nc.SetWriteDeadline(network.Deadline(time.Now(), cfg.StreamIdleTimeout))
+	b := sc.w.grab(cfg.BufPool)
+	b = resp.AppendTo(b, s.req.Minor, !keep || sc.state.Load() == stateClosing)
+	*sc.w.buf = b
+	s.respAt = time.Now()
+	if upgrade {
+		if err := sc.w.Flush(); err != nil {
+			sc.dropUp(uc)
+			return false
+		}
+		sc.tunnel(s, uc)
+		return false
+	}
+	var err error
+	var n int64
+	if !noBody {
+		br := uc.br.Body(resp.ContentLength, resp.Chunked && !untilEOF, untilEOF)
+		if untilEOF && chunkOut {
+			cw := http1.NewChunkedWriter(&sc.w)
+			n, err = br.CopyTo(cw, false)
+			if err == nil {
+				err = cw.Close()
+			}
+		} else {
+			n, err = br.CopyTo(&sc.w, chunkOut && !untilEOF)
+		}
+		s.bytesOut = n
+	}
+	if err == nil {
+		err = sc.w.Flush()
+	}
+	if err != nil {
+		sc.dropUp(uc)
+		if isUpstreamErr(err, uc.pc) || network.IsTimeout(err) && uc.pc != nil {
+			s.flag(api.FlagUpstreamReset)
+		} else {
+			s.flag(api.FlagDownstreamReset)
+		}
+		return false
+	}
+	cl.Stats().BytesReceived.Add(uint64(n))
+	if upKeep {
+		sc.putUp(uc)
+	} else {
+		sc.dropUp(uc)
+	}
+	return keep && sc.state.Load() != stateClosing
+}
+
+func countStatus(st *api.ClusterStats, code int) {
+	switch code / 100 {
+	case 1:
+		st.Responses1xx.Inc()
+	case 2:
+		st.Responses2xx.Inc()
+	case 3:
+		st.Responses3xx.Inc()
+	case 4:
+		st.Responses4xx.Inc()
+	default:
+		st.Responses5xx.Inc()
+	}
+}
+
+// tunnel splices an upgraded (e.g. WebSocket) connection both ways until
+// either side closes.
+func (sc *serverConn) tunnel(s *stream, uc *upConn) {
+	_ = sc.nc.SetDeadline(time.Time{})
+	_ = uc.pc.SetDeadline(time.Time{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Bytes the client sent after the upgrade request come first.
+		_, _ = io.Copy(uc.pc, readerOf(sc.br, sc.nc))
+		closeWrite(uc.pc.Conn)
+	}()
+	_, _ = io.Copy(sc.nc, readerOf(uc.br, uc.pc))
+	closeWrite(sc.nc)
+	_ = uc.pc.Close()
+	_ = sc.nc.Close()
+	<-done
+	sc.dropUp(uc)
+}
+
+func readerOf(br *http1.Reader, c net.Conn) io.Reader {
+	if br.Buffered() == 0 {
+		return c
+	}
+	return io.MultiReader(io.LimitReader(br.Body(int64(br.Buffered()), false, false), int64(br.Buffered())), c)
+}
+
+func closeWrite(c net.Conn) {
+	type cw interface{ CloseWrite() error }
+	if x, ok := c.(cw); ok {
+		_ = x.CloseWrite()
+		return
+	}
+	if x, ok := c.(interface{ Unwrap() net.Conn }); ok {
+		closeWrite(x.Unwrap())
+	}
+}
+
+func (sc *serverConn) redirect(s *stream, rt *router.Route) {
+	loc := rt.RedirectLocation(&s.req)
+	s.resp.Reset()
+	sc.localReplyHeaders(s, rt.Redirect.Status, loc)
+}
+
+// localReplyHeaders sends a body-less local reply with a Location header.
+func (sc *serverConn) localReplyHeaders(s *stream, status int, location string) {
+	s.replied = true
+	s.hasResp = true
+	s.resp.Status = status
+	s.resp.Minor = 1
+	s.resp.ContentLength = 0
+	s.resp.Set("location", location)
+	s.resp.Set("server", sc.cfg.ServerName)
+	s.status = status
+	b := sc.w.grab(sc.cfg.BufPool)
+	*sc.w.buf = s.resp.AppendTo(b, s.req.Minor, sc.state.Load() == stateClosing)
+	s.respAt = time.Now()
+	_ = sc.w.Flush()
+}
+
+func (sc *serverConn) routeStats(s *stream, rt *router.Route) {
+	st := sc.cfg.routeStats(rt)
+	st.Requests.Inc()
+	switch s.status / 100 {
+	case 2:
+		st.Responses2xx.Inc()
+	case 3:
+		st.Responses3xx.Inc()
+	case 4:
+		st.Responses4xx.Inc()
+	case 5:
+		st.Responses5xx.Inc()
+	}
+	st.Latency.Observe(time.Since(s.start))
+}

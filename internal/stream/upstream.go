@@ -1,0 +1,81 @@
+package stream
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+
+	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/codec/http1"
+	"github.com/weftmesh/weft/internal/router"
+	"github.com/weftmesh/weft/internal/stats"
+	"github.com/weftmesh/weft/internal/upstream/pool"
+)
+
+// newPool makes a host's HTTP/1 pool on first use.
+func (c *Config) newPool(h api.Host) api.ConnPool {
+	return pool.New(h, pool.Config{IdleTimeout: c.UpstreamIdleTimeout})
+}
+
+// routeStats returns the stats handle of rt, created on its first request
+// (a lock-free sync.Map hit afterwards).
+func (c *Config) routeStats(rt *router.Route) *stats.RouteStats {
+	if v, ok := c.routeStatsMap.Load(rt); ok {
+		return v.(*stats.RouteStats)
+	}
+	st := c.Store.Route(rt.VirtualHost.Name, rt.StatName)
+	v, _ := c.routeStatsMap.LoadOrStore(rt, st)
+	return v.(*stats.RouteStats)
+}
+
+func (sc *serverConn) dialContext(deadline time.Time) (context.Context, context.CancelFunc) {
+	if deadline.IsZero() {
+		return context.WithCancel(sc.ctx)
+	}
+	return context.WithDeadline(sc.ctx, deadline)
+}
+
+// upConnOf returns the reader-carrying wrapper stored on a pooled conn.
+func upConnOf(pc *pool.Conn, bp *http1.BufPool) *upConn {
+	if uc, ok := pc.State.(*upConn); ok {
+		return uc
+	}
+	uc := &upConn{pc: pc, br: http1.NewReader(pc.Conn, bp)}
+	pc.State = uc
+	return uc
+}
+
+// putUp returns a connection whose response was read to the end.
+func (sc *serverConn) putUp(uc *upConn) {
+	uc.br.Release()
+	_ = uc.pc.SetDeadline(time.Time{})
+	uc.pc.Pool().Put(uc.pc, true)
+}
+
+// dropUp closes a connection whose state is unknown.
+func (sc *serverConn) dropUp(uc *upConn) {
+	if uc == nil {
+		return
+	}
+	uc.br.Release()
+	uc.pc.Pool().Put(uc.pc, false)
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = (b[6] & 0x0f) | 0x40
+	b[8] = (b[8] & 0x3f) | 0x80
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:], b[10:])
+	return string(out[:])
+}
