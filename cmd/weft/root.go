@@ -39,7 +39,7 @@ func newLogger(level string) (*slog.Logger, *slog.LevelVar, error) {
 }
 
 func newStart() *cobra.Command {
-	var file, level, adminAddr string
+	var file, level, adminAddr, adminPath string
 	var drain time.Duration
 	cmd := &cobra.Command{
 		Use:   "start -c FILE",
@@ -61,6 +61,12 @@ func newStart() *cobra.Command {
 				return errors.New("cannot start")
 			}
 			a.Start()
+			if adminPath != "" {
+				if err := os.WriteFile(adminPath, []byte(a.AdminAddr()+"\n"), 0o644); err != nil {
+					a.Shutdown(context.Background())
+					return fmt.Errorf("--admin-address-path: %w", err)
+				}
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
 			<-ctx.Done()
@@ -73,6 +79,7 @@ func newStart() *cobra.Command {
 	cmd.Flags().StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().DurationVar(&drain, "drain-timeout", app.DefaultDrainTimeout, "how long in-flight requests may finish after SIGTERM")
 	cmd.Flags().StringVar(&adminAddr, "admin-address", "", "override the bootstrap's admin address (\"-\" disables it)")
+	cmd.Flags().StringVar(&adminPath, "admin-address-path", "", "write the bound admin address to this file once serving")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

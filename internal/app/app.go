@@ -102,6 +102,7 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 			LogLevel:   opts.LogLevel,
 			ConfigDump: a.configDump,
 			Clusters:   func() any { return a.clusters.Snapshot() },
+			Listeners:  a.listenerInfo,
 			Ready:      a.ready,
 		})
 		if err := a.admin.Start(); err != nil {
@@ -155,7 +156,7 @@ func (a *App) AdminAddr() string {
 	if a.admin == nil {
 		return ""
 	}
-	return a.admin.Addr().String()
+	return a.admin.Addr()
 }
 
 // Stats is the metrics store.
@@ -224,9 +225,9 @@ func (a *App) buildContext(listener string) api.BuildContext {
 }
 
 func (b *buildContext) Clusters() api.ClusterManager { return b.a.clusters }
-func (b *buildContext) Logger() *slog.Logger          { return b.a.log }
-func (b *buildContext) Drain() api.Drainer            { return b.drain }
-func (b *buildContext) Listener() string              { return b.listener }
+func (b *buildContext) Logger() *slog.Logger         { return b.a.log }
+func (b *buildContext) Drain() api.Drainer           { return b.drain }
+func (b *buildContext) Listener() string             { return b.listener }
 
 // Service sets *target to the shared service of its type.
 func (b *buildContext) Service(target any) bool {
@@ -245,3 +246,11 @@ type listenerStats struct{ s *stats.ListenerStats }
 
 func (l listenerStats) Accepted() { l.s.DownstreamCxTotal.Inc(); l.s.DownstreamCxActive.Inc() }
 func (l listenerStats) Closed()   { l.s.DownstreamCxActive.Dec(); l.s.DownstreamCxDestroy.Inc() }
+
+func (a *App) listenerInfo() []admin.ListenerInfo {
+	out := make([]admin.ListenerInfo, 0, len(a.listeners))
+	for _, l := range a.listeners {
+		out = append(out, admin.ListenerInfo{Name: l.Name(), Address: l.Addr().String()})
+	}
+	return out
+}

@@ -104,18 +104,18 @@ func (sc *serverConn) headError(err error) {
 			return
 		}
 		s.flag(api.FlagRequestHeaderTimeout)
-		sc.cfg.Stats.RqHeaderTimeout.Inc()
+		sc.cfg.Stats.DownstreamRqHeaderTimeout.Inc()
 		sc.localReply(s, 408, "request header timeout", true)
 	case errors.Is(err, http1.ErrHeaderTooLarge):
 		s.flag(api.FlagDownstreamProtocol)
-		sc.cfg.Stats.ProtocolErrors.Inc()
+		sc.cfg.Stats.DownstreamCxProtocolError.Inc()
 		sc.localReply(s, 431, "request header fields too large", true)
 	case errors.Is(err, http1.ErrMalformed), errors.Is(err, io.ErrUnexpectedEOF):
 		if errors.Is(err, io.ErrUnexpectedEOF) && sc.br.Buffered() == 0 {
 			return
 		}
 		s.flag(api.FlagDownstreamProtocol)
-		sc.cfg.Stats.ProtocolErrors.Inc()
+		sc.cfg.Stats.DownstreamCxProtocolError.Inc()
 		sc.localReply(s, 400, "bad request: "+err.Error(), true)
 	default:
 		return

@@ -10,6 +10,7 @@ import (
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/internal/codec/http1"
 	"github.com/weftmesh/weft/internal/router"
+	"github.com/weftmesh/weft/internal/stats"
 	"github.com/weftmesh/weft/internal/upstream/pool"
 )
 
@@ -102,7 +103,7 @@ func (c *Config) sendMirror(cl api.Cluster, head, body []byte) {
 		}
 	}
 	if err == nil {
-		countStatus(cl.Stats(), resp.Status)
+		stats.RecordClusterResponse(cl.Stats(), resp.Status)
 	}
 	uc.br.Release()
 	_ = pc.SetDeadline(time.Time{})

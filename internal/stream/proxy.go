@@ -12,6 +12,7 @@ import (
 	"github.com/weftmesh/weft/internal/codec/http1"
 	"github.com/weftmesh/weft/internal/network"
 	"github.com/weftmesh/weft/internal/router"
+	"github.com/weftmesh/weft/internal/stats"
 	"github.com/weftmesh/weft/internal/upstream/pool"
 )
 
@@ -422,7 +423,7 @@ func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderO
 	cfg := sc.cfg
 	resp := &s.resp
 	s.status = resp.Status
-	countStatus(cl.Stats(), resp.Status)
+	stats.RecordClusterResponse(cl.Stats(), resp.Status)
 	if resp.Status >= 500 {
 		s.host.Stats().Responses5xx.Inc()
 	}
@@ -499,21 +500,6 @@ func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderO
 	return keep && sc.state.Load() != stateClosing
 }
 
-func countStatus(st *api.ClusterStats, code int) {
-	switch code / 100 {
-	case 1:
-		st.Responses1xx.Inc()
-	case 2:
-		st.Responses2xx.Inc()
-	case 3:
-		st.Responses3xx.Inc()
-	case 4:
-		st.Responses4xx.Inc()
-	default:
-		st.Responses5xx.Inc()
-	}
-}
-
 // tunnel splices an upgraded (e.g. WebSocket) connection both ways until
 // either side closes.
 func (sc *serverConn) tunnel(s *stream, uc *upConn) {
@@ -577,15 +563,6 @@ func (sc *serverConn) localReplyHeaders(s *stream, status int, location string) 
 func (sc *serverConn) routeStats(s *stream, rt *router.Route) {
 	st := sc.cfg.routeStats(rt)
 	st.Requests.Inc()
-	switch s.status / 100 {
-	case 2:
-		st.Responses2xx.Inc()
-	case 3:
-		st.Responses3xx.Inc()
-	case 4:
-		st.Responses4xx.Inc()
-	case 5:
-		st.Responses5xx.Inc()
-	}
+	st.RecordResponse(s.status)
 	st.Latency.Observe(time.Since(s.start))
 }

@@ -176,21 +176,11 @@ func network0(now time.Time, d time.Duration) time.Time {
 // log records the stream in stats and access logs.
 func (sc *serverConn) log(s *stream) {
 	st := sc.cfg.Stats
-	st.Requests.Inc()
-	switch s.status / 100 {
-	case 1:
-		st.Responses1xx.Inc()
-	case 2:
-		st.Responses2xx.Inc()
-	case 3:
-		st.Responses3xx.Inc()
-	case 4:
-		st.Responses4xx.Inc()
-	case 5:
-		st.Responses5xx.Inc()
-	}
+	st.DownstreamRq.Inc()
+	st.DownstreamRqHTTP1.Inc()
+	st.RecordResponse(s.status)
 	d := time.Since(s.start)
-	st.RqTime.Observe(d)
+	st.DownstreamRqTime.Observe(d)
 	if len(sc.cfg.AccessLogs) == 0 {
 		return
 	}

@@ -15,7 +15,11 @@ import (
 
 // newPool makes a host's HTTP/1 pool on first use.
 func (c *Config) newPool(h api.Host) api.ConnPool {
-	return pool.New(h, pool.Config{IdleTimeout: c.UpstreamIdleTimeout})
+	pc := pool.Config{IdleTimeout: c.UpstreamIdleTimeout}
+	if cl, ok := c.Clusters.Cluster(h.Cluster()); ok {
+		pc.Limits = cl
+	}
+	return pool.New(h, pc)
 }
 
 // routeStats returns the stats handle of rt, created on its first request
@@ -50,7 +54,7 @@ func upConnOf(pc *pool.Conn, bp *http1.BufPool) *upConn {
 func (sc *serverConn) putUp(uc *upConn) {
 	uc.br.Release()
 	_ = uc.pc.SetDeadline(time.Time{})
-	uc.pc.Pool().Put(uc.pc, true)
+	uc.pc.Release(true)
 }
 
 // dropUp closes a connection whose state is unknown.
@@ -59,7 +63,7 @@ func (sc *serverConn) dropUp(uc *upConn) {
 		return
 	}
 	uc.br.Release()
-	uc.pc.Pool().Put(uc.pc, false)
+	uc.pc.Release(false)
 }
 
 func newRequestID() string {
