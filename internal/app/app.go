@@ -98,7 +98,7 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 	if adminAddr != "-" {
 		a.admin = admin.New(admin.Options{
 			Address:    adminAddr,
-			Store:      a.store,
+			Stats:      a.store,
 			LogLevel:   opts.LogLevel,
 			ConfigDump: a.configDump,
 			Clusters:   func() any { return a.clusters.Snapshot() },

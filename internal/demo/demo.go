@@ -27,12 +27,12 @@ var sidecarTmpl string
 
 // Options configure the demo.
 type Options struct {
-	BasePort int           // frontend sidecar listener; admin ports start at 9901
+	BasePort  int // frontend sidecar listener; admin ports start at 9901
 	AdminBase int
-	RPS      int           // background load through the mesh; 0 disables
-	Out      io.Writer     // where the banner goes
-	Logger   *slog.Logger
-	Dir      string        // where configs and access logs are written
+	RPS       int       // background load through the mesh; 0 disables
+	Out       io.Writer // where the banner goes
+	Logger    *slog.Logger
+	Dir       string // where configs and access logs are written
 }
 
 type routeSpec struct{ Name, Prefix, Cluster string }
@@ -222,4 +222,3 @@ func load(ctx context.Context, url string, rps int) {
 		}
 	}
 }
-

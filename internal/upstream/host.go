@@ -1,0 +1,257 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/weftmesh/weft/api"
+)
+
+// Host is one upstream endpoint of a Cluster. It implements api.Host. A
+// Host keeps its identity (and its pools and stats) for as long as its
+// address stays in the cluster; weight, metadata, locality and EDS health
+// may change underneath it.
+type Host struct {
+	c     *Cluster
+	addr  string
+	attrs atomic.Pointer[hostAttrs]
+	// hcFailed has bit i set while health check i says unhealthy; hosts of
+	// a cluster with health checks start with every bit set.
+	hcFailed  atomic.Uint32
+	hcChecked atomic.Bool
+	removed   atomic.Bool
+	stats     api.HostStats
+	active    api.Gauge
+
+	hcMu      sync.Mutex
+	hcReasons []string           // per check, "" when passing
+	hcCancel  context.CancelFunc // guarded by c.mu
+
+	poolMu sync.Mutex
+	// pools is copy-on-write so Pool's hit path is one atomic load and a
+	// map read, no lock.
+	pools atomic.Pointer[map[string]api.ConnPool]
+}
+
+// hostAttrs are the config-derived attributes, replaced as a whole.
+type hostAttrs struct {
+	weight     uint32
+	priority   uint32
+	hostname   string
+	locality   *corev3.Locality
+	meta       map[string]string
+	edsHealthy bool
+	edsStatus  corev3.HealthStatus
+}
+
+var _ api.Host = (*Host)(nil)
+
+func newHost(c *Cluster, e endpointSpec) *Host {
+	h := &Host{c: c, addr: e.addr}
+	h.setAttrs(e)
+	if n := len(c.spec.healthChecks); n > 0 {
+		h.hcFailed.Store(1<<n - 1)
+		h.hcReasons = make([]string, n)
+	}
+	return h
+}
+
+func (h *Host) setAttrs(e endpointSpec) {
+	h.attrs.Store(&hostAttrs{
+		weight:     e.weight,
+		priority:   e.priority,
+		hostname:   e.hostname,
+		locality:   e.locality,
+		meta:       e.meta,
+		edsHealthy: e.health != corev3.HealthStatus_UNHEALTHY && e.health != corev3.HealthStatus_DRAINING && e.health != corev3.HealthStatus_TIMEOUT,
+		edsStatus:  e.health,
+	})
+}
+
+// Address is "ip:port".
+func (h *Host) Address() string { return h.addr }
+
+// Cluster names the owning cluster.
+func (h *Host) Cluster() string { return h.c.spec.name }
+
+// Healthy is false while any active health check fails (including before
+// the first check) or while EDS/config marks the endpoint UNHEALTHY,
+// DRAINING or TIMEOUT.
+func (h *Host) Healthy() bool {
+	return h.hcFailed.Load() == 0 && h.attrs.Load().edsHealthy
+}
+
+// Metadata returns the endpoint's filter_metadata value at
+// "namespace.key" (e.g. "envoy.lb.version"), "" if none.
+func (h *Host) Metadata(key string) string { return h.attrs.Load().meta[key] }
+
+// Weight is the endpoint's load_balancing_weight (default 1).
+func (h *Host) Weight() uint32 { return h.attrs.Load().weight }
+
+// Priority is the endpoint's locality priority (0 is the highest).
+func (h *Host) Priority() uint32 { return h.attrs.Load().priority }
+
+// Locality is the endpoint's locality; nil if none was configured. The
+// returned message must not be modified.
+func (h *Host) Locality() *corev3.Locality { return h.attrs.Load().locality }
+
+// Stats are the host's counters.
+func (h *Host) Stats() *api.HostStats { return &h.stats }
+
+// ActiveRequests is the in-flight request gauge least-request reads.
+func (h *Host) ActiveRequests() *api.Gauge { return &h.active }
+
+// Dial connects to the host within the cluster's connect_timeout (and
+// ctx), with TCP_NODELAY and the cluster's TCP keepalive settings. It
+// counts the connection in the host and cluster stats; closing the
+// returned conn decrements the active gauges.
+func (h *Host) Dial(ctx context.Context) (net.Conn, error) {
+	c := h.c
+	ctx, cancel := context.WithTimeout(ctx, c.spec.connectTimeout)
+	defer cancel()
+	nc, err := c.dial(ctx, "tcp", h.addr)
+	if err != nil {
+		h.stats.ConnFailure.Inc()
+		c.stats.UpstreamConnFailure.Inc()
+		return nil, fmt.Errorf("cluster %q: %w", c.spec.name, err)
+	}
+	h.stats.ConnTotal.Inc()
+	h.stats.ConnActive.Inc()
+	c.stats.UpstreamConnTotal.Inc()
+	c.stats.UpstreamConnActive.Inc()
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+		return &tcpConn{TCPConn: tc, h: h}, nil
+	}
+	return &conn{Conn: nc, h: h}, nil
+}
+
+func (h *Host) connClosed() {
+	h.stats.ConnActive.Dec()
+	h.c.stats.UpstreamConnActive.Dec()
+}
+
+// tcpConn embeds *net.TCPConn so every TCPConn method (SyscallConn,
+// CloseWrite, ReadFrom, SetKeepAlive...) stays available; only Close is
+// wrapped to keep the active-connection gauges right.
+type tcpConn struct {
+	*net.TCPConn
+	h      *Host
+	closed atomic.Bool
+}
+
+// Close closes the connection and, the first time, updates the gauges.
+func (c *tcpConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.h.connClosed()
+	}
+	return c.TCPConn.Close()
+}
+
+// NetConn returns the underlying *net.TCPConn (as tls.Conn.NetConn does).
+func (c *tcpConn) NetConn() net.Conn { return c.TCPConn }
+
+type conn struct {
+	net.Conn
+	h      *Host
+	closed atomic.Bool
+}
+
+// Close closes the connection and, the first time, updates the gauges.
+func (c *conn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.h.connClosed()
+	}
+	return c.Conn.Close()
+}
+
+// NetConn returns the dialled connection.
+func (c *conn) NetConn() net.Conn { return c.Conn }
+
+// Pool returns the host's pool for protocol, creating it with mk on first
+// use. A pool created after the host left its cluster is returned already
+// draining.
+func (h *Host) Pool(protocol string, mk func(api.Host) api.ConnPool) api.ConnPool {
+	if m := h.pools.Load(); m != nil {
+		if p, ok := (*m)[protocol]; ok {
+			return p
+		}
+	}
+	h.poolMu.Lock()
+	defer h.poolMu.Unlock()
+	old := h.pools.Load()
+	if old != nil {
+		if p, ok := (*old)[protocol]; ok {
+			return p
+		}
+	}
+	p := mk(h)
+	if h.removed.Load() {
+		p.Drain()
+		return p
+	}
+	next := make(map[string]api.ConnPool, 1)
+	if old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	next[protocol] = p
+	h.pools.Store(&next)
+	return p
+}
+
+// remove takes the host out of service: health checks stop and its pools
+// drain (idle connections close now, busy ones when released).
+func (h *Host) remove() {
+	h.removed.Store(true)
+	if h.hcCancel != nil {
+		h.hcCancel()
+	}
+	h.poolMu.Lock()
+	m := h.pools.Load()
+	h.pools.Store(nil)
+	h.poolMu.Unlock()
+	if m != nil {
+		for _, p := range *m {
+			p.Drain()
+		}
+	}
+}
+
+// healthFailure joins the failing checks' reasons.
+func (h *Host) healthFailure() string {
+	h.hcMu.Lock()
+	defer h.hcMu.Unlock()
+	var out string
+	for _, r := range h.hcReasons {
+		if r == "" {
+			continue
+		}
+		if out != "" {
+			out += "; "
+		}
+		out += r
+	}
+	return out
+}
+
+// healthFlags lists why the host is unhealthy, in Envoy's admin spelling.
+func (h *Host) healthFlags() []string {
+	var f []string
+	if h.hcFailed.Load() != 0 {
+		f = append(f, "failed_active_hc")
+		if !h.hcChecked.Load() {
+			f = append(f, "pending_active_hc")
+		}
+	}
+	if !h.attrs.Load().edsHealthy {
+		f = append(f, "failed_eds_health")
+	}
+	return f
+}

@@ -1,0 +1,358 @@
+// Package upstream owns Weft's upstream clusters: discovery (static, DNS,
+// EDS-shaped updates), hosts, load balancing, circuit breakers and active
+// health checks. Manager implements api.ClusterManager.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weftmesh/weft/api"
+)
+
+// Options configure a Manager. Every field is optional.
+type Options struct {
+	// Logger receives DNS failures and host health transitions.
+	Logger *slog.Logger
+	// Dial replaces the dialer for upstream and health-check connections
+	// (tests); when set, upstream_connection_options.tcp_keepalive is the
+	// hook's business.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// Resolver resolves STRICT_DNS / LOGICAL_DNS host names; nil means
+	// net.DefaultResolver.
+	Resolver Resolver
+	// OnHealthChange, if set, is called after a host's health verdict
+	// flips (active health checks only), once the new host set is live.
+	OnHealthChange func(cluster, address string, healthy bool)
+	// Stats, if set, exports cluster and host counters; *stats.Store
+	// implements it.
+	Stats StatsSink
+}
+
+// StatsSink is where clusters and hosts register their counters for
+// export. A cluster registers when it starts (replacing the counters of
+// the cluster it replaces), each host when it joins; hosts unregister when
+// they leave and a cluster (with its hosts) when it is removed.
+type StatsSink interface {
+	RegisterCluster(name string, cs *api.ClusterStats)
+	UnregisterCluster(name string)
+	RegisterHost(cluster, addr string, hs *api.HostStats, active *api.Gauge)
+	UnregisterHost(cluster, addr string)
+}
+
+type noStats struct{}
+
+func (noStats) RegisterCluster(string, *api.ClusterStats)               {}
+func (noStats) UnregisterCluster(string)                                {}
+func (noStats) RegisterHost(string, string, *api.HostStats, *api.Gauge) {}
+func (noStats) UnregisterHost(string, string)                           {}
+
+// Validate checks one cluster config without building anything (for
+// `weft validate` and config loading). The error names the field path
+// within the cluster.
+func Validate(c *clusterv3.Cluster) error {
+	if c.GetName() == "" {
+		return errors.New("name: required")
+	}
+	_, err := parseCluster(c)
+	return err
+}
+
+// Manager owns every upstream cluster. Cluster lookups read an immutable
+// map through an atomic pointer and never lock; Update, UpdateEndpoints and
+// Close are serialized.
+type Manager struct {
+	opts     Options
+	log      *slog.Logger
+	clusters atomic.Pointer[map[string]*Cluster]
+
+	mu      sync.Mutex
+	closed  bool
+	lastErr error
+}
+
+var _ api.ClusterManager = (*Manager)(nil)
+
+// NewManager returns a manager with no clusters.
+func NewManager(opts Options) *Manager {
+	m := &Manager{opts: opts, log: opts.Logger}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	m.log = m.log.With("component", "upstream")
+	if m.opts.Resolver == nil {
+		m.opts.Resolver = net.DefaultResolver
+	}
+	if m.opts.Stats == nil {
+		m.opts.Stats = noStats{}
+	}
+	m.clusters.Store(&map[string]*Cluster{})
+	return m
+}
+
+// Cluster returns the named cluster.
+func (m *Manager) Cluster(name string) (api.Cluster, bool) {
+	c, ok := (*m.clusters.Load())[name]
+	if !ok {
+		return nil, false
+	}
+	return c, true
+}
+
+// Get returns the named cluster with its concrete type (for Hosts,
+// PoolConfig), or nil.
+func (m *Manager) Get(name string) *Cluster { return (*m.clusters.Load())[name] }
+
+// Update replaces the cluster set with clusters, all or nothing: if any
+// cluster is invalid nothing changes and the error names every invalid
+// cluster and its field path, e.g.
+//
+//	cluster "x": load_assignment.endpoints[0].lb_endpoints[1].endpoint.address.socket_address.address: "db" is not an IP address
+//
+// A cluster whose config is unchanged (proto.Equal) keeps its Cluster,
+// hosts, pools, breaker counts and health state. A changed cluster is
+// rebuilt (an EDS cluster carries its last endpoint assignment over, a DNS
+// cluster its last resolved addresses) and the old one is stopped like a
+// removed one: its health checks and DNS end and its pools drain.
+func (m *Manager) Update(clusters []*clusterv3.Cluster) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errors.New("upstream: manager closed")
+	}
+	old := *m.clusters.Load()
+	next := make(map[string]*Cluster, len(clusters))
+	var fresh []*Cluster
+	var errs []error
+	seen := map[string]int{}
+	for i, pc := range clusters {
+		name := pc.GetName()
+		if name == "" {
+			errs = append(errs, fmt.Errorf("clusters[%d]: name: required", i))
+			continue
+		}
+		if j, dup := seen[name]; dup {
+			errs = append(errs, fmt.Errorf("cluster %q: name: duplicate of clusters[%d]", name, j))
+			continue
+		}
+		seen[name] = i
+		if oc, ok := old[name]; ok && proto.Equal(oc.spec.proto, pc) {
+			next[name] = oc
+			continue
+		}
+		s, err := parseCluster(pc)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cluster %q: %w", name, err))
+			continue
+		}
+		c := newCluster(s, m)
+		next[name] = c
+		fresh = append(fresh, c)
+	}
+	if len(errs) > 0 {
+		for _, c := range fresh {
+			c.cancel()
+		}
+		m.lastErr = errors.Join(errs...)
+		return m.lastErr
+	}
+	for _, c := range fresh {
+		if oc, ok := old[c.spec.name]; ok {
+			c.inherit(oc)
+		}
+		c.start()
+	}
+	m.clusters.Store(&next)
+	for name, oc := range old {
+		switch nc := next[name]; {
+		case nc == nil:
+			oc.stop()
+			m.opts.Stats.UnregisterCluster(name)
+		case nc != oc:
+			oc.stop()
+			nc.unexportStale(oc)
+		}
+	}
+	m.lastErr = nil
+	if len(fresh) > 0 || len(old) != len(next) {
+		m.log.Info("clusters updated", "total", len(next), "built", len(fresh))
+	}
+	return nil
+}
+
+// inherit carries what the replaced cluster learned at run time: EDS
+// endpoints or resolved DNS addresses, so a config change does not empty
+// the cluster until the next push or lookup.
+func (c *Cluster) inherit(old *Cluster) {
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	if c.spec.discovery == discoveryEDS && old.spec.discovery == discoveryEDS {
+		c.lastCLA = old.lastCLA
+	}
+	if len(old.dnsCache) > 0 && (c.spec.discovery == discoveryStrictDNS || c.spec.discovery == discoveryLogicalDNS) {
+		c.dnsCache = make(map[string][]netip.Addr, len(old.dnsCache))
+		for _, e := range c.spec.endpoints {
+			if a, ok := old.dnsCache[e.host]; ok {
+				c.dnsCache[e.host] = a
+			}
+		}
+	}
+}
+
+// UpdateEndpoints replaces the endpoints of EDS cluster name with cla (the
+// shape of an EDS push). Hosts whose address stays keep their Host object,
+// pools and health state; attributes (weight, metadata, locality, health
+// status) are updated. An invalid assignment changes nothing, and its
+// error (naming the field path) shows in the cluster's admin status until
+// the next good one.
+func (m *Manager) UpdateEndpoints(name string, cla *endpointv3.ClusterLoadAssignment) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := (*m.clusters.Load())[name]
+	if c == nil {
+		return fmt.Errorf("cluster %q: not found", name)
+	}
+	if c.spec.discovery != discoveryEDS {
+		return fmt.Errorf("cluster %q: type %s does not take endpoint updates", name, c.spec.discovery)
+	}
+	eps, err := parseCLA(cla, true)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("cluster %q: %w", name, err)
+		c.lastErr = err.Error()
+		return err
+	}
+	c.lastErr = ""
+	c.lastCLA = proto.Clone(cla).(*endpointv3.ClusterLoadAssignment)
+	c.setMembersLocked(eps)
+	return nil
+}
+
+// LastError is the error of the last rejected Update, nil after a good one.
+func (m *Manager) LastError() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastErr
+}
+
+// Close stops every cluster (health checks, DNS) and drains their pools.
+// Later lookups find nothing and Update fails.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	m.closed = true
+	old := *m.clusters.Load()
+	m.clusters.Store(&map[string]*Cluster{})
+	for name, c := range old {
+		c.stop()
+		m.opts.Stats.UnregisterCluster(name)
+	}
+}
+
+// ClusterStatus is one cluster on the admin /clusters page.
+type ClusterStatus struct {
+	Name     string
+	Type     string // STATIC, STRICT_DNS, LOGICAL_DNS, EDS
+	LBPolicy string
+	// Panic is true while the healthy share is below the panic threshold
+	// and traffic goes to all hosts.
+	Panic bool
+	// Breakers is the occupancy and limit of each budget, indexed by
+	// api.Resource.
+	Breakers [4]BreakerStatus
+	// LastError is the last rejected endpoint update or DNS failure.
+	LastError string
+	Stats     *api.ClusterStats
+	Hosts     []HostStatus
+}
+
+// BreakerStatus is one circuit-breaker budget.
+type BreakerStatus struct {
+	Open, Max int64
+}
+
+// HostStatus is one host on the admin /clusters page.
+type HostStatus struct {
+	Address  string
+	Hostname string
+	Healthy  bool
+	// HealthFlags say why a host is unhealthy (Envoy's spelling):
+	// failed_active_hc, pending_active_hc, failed_eds_health.
+	HealthFlags []string
+	// HealthCheckFailure is the last failing check's reason, "" if passing.
+	HealthCheckFailure string
+	Weight             uint32
+	Priority           uint32
+	Region             string
+	Zone               string
+	SubZone            string
+	// Metadata is the flattened filter metadata ("namespace.key").
+	Metadata       map[string]string
+	ActiveRequests int64
+	Stats          *api.HostStats
+}
+
+// Snapshot describes every cluster, sorted by name, for the admin API.
+// Stats point at the live counters.
+func (m *Manager) Snapshot() []ClusterStatus {
+	cs := *m.clusters.Load()
+	out := make([]ClusterStatus, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.status())
+	}
+	slices.SortFunc(out, func(a, b ClusterStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func (c *Cluster) status() ClusterStatus {
+	s := c.set.Load()
+	st := ClusterStatus{
+		Name:     c.spec.name,
+		Type:     c.spec.discovery.String(),
+		LBPolicy: c.spec.lb.Policy.String(),
+		Panic:    s.panic,
+		Stats:    &c.stats,
+	}
+	for r := range st.Breakers {
+		st.Breakers[r] = BreakerStatus{Open: c.cur[r].Load(), Max: c.spec.limits[r]}
+	}
+	c.mu.Lock()
+	st.LastError = c.lastErr
+	c.mu.Unlock()
+	for _, h := range s.hosts {
+		a := h.attrs.Load()
+		hs := HostStatus{
+			Address:            h.addr,
+			Hostname:           a.hostname,
+			Healthy:            h.Healthy(),
+			HealthFlags:        h.healthFlags(),
+			HealthCheckFailure: h.healthFailure(),
+			Weight:             a.weight,
+			Priority:           a.priority,
+			Region:             a.locality.GetRegion(),
+			Zone:               a.locality.GetZone(),
+			SubZone:            a.locality.GetSubZone(),
+			Metadata:           a.meta,
+			ActiveRequests:     h.active.Value(),
+			Stats:              &h.stats,
+		}
+		st.Hosts = append(st.Hosts, hs)
+	}
+	return st
+}
