@@ -250,7 +250,6 @@ func (sc *serverConn) forward(s *stream, cl api.Cluster, rt *router.Route, body 
 	cancel()
 	if err != nil {
 		if errors.Is(err, pool.ErrOverflow) {
-			cl.Stats().Overflow.Inc()
 			return nil, failOverflow
 		}
 		s.failure = err.Error()

@@ -14,10 +14,16 @@ import (
 )
 
 // newPool makes a host's HTTP/1 pool on first use.
+// The cluster's own settings (idle timeout, max requests per connection,
+// circuit breakers) apply when the cluster offers them.
 func (c *Config) newPool(h api.Host) api.ConnPool {
 	pc := pool.Config{IdleTimeout: c.UpstreamIdleTimeout}
 	if cl, ok := c.Clusters.Cluster(h.Cluster()); ok {
-		pc.Limits = cl
+		if pcfg, ok := cl.(interface{ PoolConfig() pool.Config }); ok {
+			pc = pcfg.PoolConfig()
+		} else {
+			pc.Limits = cl
+		}
 	}
 	return pool.New(h, pc)
 }

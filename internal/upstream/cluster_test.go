@@ -274,6 +274,7 @@ func BenchmarkClusterPick(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
+			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				k := &keyCtx{ok: true}
 				var ctx api.LBContext = k

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -71,7 +70,7 @@ func TestActiveHTTPHealthChecks(t *testing.T) {
 		t.Fatal("host healthy before its first check")
 	}
 	st := c.status()
-	if flags := st.Hosts[1].HealthFlags; !slices.Equal(flags, []string{"failed_active_hc", "pending_active_hc"}) {
+	if flags := st.Hosts[1].HealthFlags; flags != "/failed_active_hc/pending_active_hc" {
 		t.Errorf("pending host flags %v", flags)
 	}
 	if counts := pickCounts(c, 100); counts[addrA] != 100 {
@@ -90,7 +89,7 @@ func TestActiveHTTPHealthChecks(t *testing.T) {
 	statusB.Store(503)
 	nextEvent(t, events, addrB, false)
 	st = c.status()
-	if hs := st.Hosts[1]; hs.Healthy || hs.HealthCheckFailure != "http status 503" || hs.Stats.HealthCheckFail.Value() == 0 {
+	if hs := st.Hosts[1]; hs.Healthy || hs.HealthCheckFailure != "http status 503" || hs.Stats["health_check_fail"] == 0 || hs.HealthFlags != "/failed_active_hc" {
 		t.Errorf("unhealthy host status %+v", hs)
 	}
 	if c.Stats().MembershipHealthy.Value() != 1 {

@@ -241,17 +241,18 @@ func (h *Host) healthFailure() string {
 	return out
 }
 
-// healthFlags lists why the host is unhealthy, in Envoy's admin spelling.
-func (h *Host) healthFlags() []string {
-	var f []string
+// healthFlags says why the host is unhealthy in Envoy's admin spelling
+// ("/failed_active_hc/pending_active_hc"), "" when healthy.
+func (h *Host) healthFlags() string {
+	var f string
 	if h.hcFailed.Load() != 0 {
-		f = append(f, "failed_active_hc")
+		f += "/failed_active_hc"
 		if !h.hcChecked.Load() {
-			f = append(f, "pending_active_hc")
+			f += "/pending_active_hc"
 		}
 	}
 	if !h.attrs.Load().edsHealthy {
-		f = append(f, "failed_eds_health")
+		f += "/failed_eds_health"
 	}
 	return f
 }

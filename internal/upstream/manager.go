@@ -265,51 +265,65 @@ func (m *Manager) Close() {
 	}
 }
 
-// ClusterStatus is one cluster on the admin /clusters page.
+// ClusterStatus is one cluster on the admin /clusters page. Its JSON has
+// the shape the admin server renders as Envoy-style text.
 type ClusterStatus struct {
-	Name     string
-	Type     string // STATIC, STRICT_DNS, LOGICAL_DNS, EDS
-	LBPolicy string
+	Name     string `json:"name"`
+	Type     string `json:"type"` // STATIC, STRICT_DNS, LOGICAL_DNS, EDS
+	LBPolicy string `json:"lb_policy"`
 	// Panic is true while the healthy share is below the panic threshold
 	// and traffic goes to all hosts.
-	Panic bool
+	Panic bool `json:"panic,omitempty"`
+	// CircuitBreakers are the DEFAULT-priority limits by Envoy name
+	// (max_connections, max_pending_requests, max_requests, max_retries).
+	CircuitBreakers map[string]uint64 `json:"circuit_breakers"`
 	// Breakers is the occupancy and limit of each budget, indexed by
 	// api.Resource.
-	Breakers [4]BreakerStatus
+	Breakers [4]BreakerStatus `json:"breakers"`
 	// LastError is the last rejected endpoint update or DNS failure.
-	LastError string
-	Stats     *api.ClusterStats
-	Hosts     []HostStatus
+	LastError string `json:"last_error,omitempty"`
+	// Stats are the live cluster counters (exported through /stats).
+	Stats *api.ClusterStats `json:"-"`
+	Hosts []HostStatus      `json:"host_statuses"`
 }
 
 // BreakerStatus is one circuit-breaker budget.
 type BreakerStatus struct {
-	Open, Max int64
+	Open int64 `json:"open"`
+	Max  int64 `json:"max"`
 }
+
+// breakerNames are Envoy's threshold names, indexed by api.Resource.
+var breakerNames = [4]string{"max_connections", "max_pending_requests", "max_requests", "max_retries"}
 
 // HostStatus is one host on the admin /clusters page.
 type HostStatus struct {
-	Address  string
-	Hostname string
-	Healthy  bool
-	// HealthFlags say why a host is unhealthy (Envoy's spelling):
-	// failed_active_hc, pending_active_hc, failed_eds_health.
-	HealthFlags []string
-	// HealthCheckFailure is the last failing check's reason, "" if passing.
-	HealthCheckFailure string
-	Weight             uint32
-	Priority           uint32
-	Region             string
-	Zone               string
-	SubZone            string
-	// Metadata is the flattened filter metadata ("namespace.key").
-	Metadata       map[string]string
-	ActiveRequests int64
-	Stats          *api.HostStats
+	Address  string `json:"address"`
+	Hostname string `json:"hostname,omitempty"`
+	Healthy  bool   `json:"healthy"`
+	// HealthFlags say why a host is unhealthy in Envoy's spelling, e.g.
+	// "/failed_active_hc/pending_active_hc" or "/failed_eds_health"; ""
+	// when healthy.
+	HealthFlags string `json:"health_flags,omitempty"`
+	// HealthCheckFailure is the failing check's reason, "" if passing.
+	HealthCheckFailure string `json:"health_check_failure,omitempty"`
+	Weight             uint32 `json:"weight"`
+	Priority           uint32 `json:"priority"`
+	Region             string `json:"region,omitempty"`
+	Zone               string `json:"zone,omitempty"`
+	SubZone            string `json:"sub_zone,omitempty"`
+	// Metadata is the flattened filter metadata ("namespace.key"); it is
+	// shared with the host and must not be modified.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// Stats is a point-in-time copy of the host counters by Envoy name
+	// (cx_total, cx_active, cx_connect_fail, rq_total, rq_active,
+	// rq_error, health_check_fail).
+	Stats map[string]int64 `json:"stats"`
+	// Counters are the live host counters.
+	Counters *api.HostStats `json:"-"`
 }
 
 // Snapshot describes every cluster, sorted by name, for the admin API.
-// Stats point at the live counters.
 func (m *Manager) Snapshot() []ClusterStatus {
 	cs := *m.clusters.Load()
 	out := make([]ClusterStatus, 0, len(cs))
@@ -323,14 +337,16 @@ func (m *Manager) Snapshot() []ClusterStatus {
 func (c *Cluster) status() ClusterStatus {
 	s := c.set.Load()
 	st := ClusterStatus{
-		Name:     c.spec.name,
-		Type:     c.spec.discovery.String(),
-		LBPolicy: c.spec.lb.Policy.String(),
-		Panic:    s.panic,
-		Stats:    &c.stats,
+		Name:            c.spec.name,
+		Type:            c.spec.discovery.String(),
+		LBPolicy:        c.spec.lb.Policy.String(),
+		Panic:           s.panic,
+		Stats:           &c.stats,
+		CircuitBreakers: make(map[string]uint64, len(breakerNames)),
 	}
 	for r := range st.Breakers {
 		st.Breakers[r] = BreakerStatus{Open: c.cur[r].Load(), Max: c.spec.limits[r]}
+		st.CircuitBreakers[breakerNames[r]] = uint64(c.spec.limits[r])
 	}
 	c.mu.Lock()
 	st.LastError = c.lastErr
@@ -349,8 +365,16 @@ func (c *Cluster) status() ClusterStatus {
 			Zone:               a.locality.GetZone(),
 			SubZone:            a.locality.GetSubZone(),
 			Metadata:           a.meta,
-			ActiveRequests:     h.active.Value(),
-			Stats:              &h.stats,
+			Stats: map[string]int64{
+				"cx_total":          int64(h.stats.ConnTotal.Value()),
+				"cx_active":         h.stats.ConnActive.Value(),
+				"cx_connect_fail":   int64(h.stats.ConnFailure.Value()),
+				"rq_total":          int64(h.stats.Requests.Value()),
+				"rq_active":         h.active.Value(),
+				"rq_error":          int64(h.stats.Responses5xx.Value()),
+				"health_check_fail": int64(h.stats.HealthCheckFail.Value()),
+			},
+			Counters: &h.stats,
 		}
 		st.Hosts = append(st.Hosts, hs)
 	}

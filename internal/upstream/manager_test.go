@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/admin"
 )
 
 // fakePool records Drain and Close.
@@ -262,7 +264,7 @@ func TestSnapshot(t *testing.T) {
 		t.Fatalf("snapshot order %+v", st)
 	}
 	b := st[1]
-	if b.Type != "STATIC" || b.LBPolicy != "MAGLEV" || b.Panic || b.Breakers[api.ResRetries].Max != 3 {
+	if b.Type != "STATIC" || b.LBPolicy != "MAGLEV" || b.Panic || b.Breakers[api.ResRetries].Max != 3 || b.CircuitBreakers["max_connections"] != 1024 {
 		t.Errorf("cluster status %+v", b)
 	}
 	if len(b.Hosts) != 2 {
@@ -272,7 +274,7 @@ func TestSnapshot(t *testing.T) {
 	if h0.Address != "10.0.0.1:80" || !h0.Healthy || h0.Weight != 2 || h0.Metadata["envoy.lb.v"] != "1" || h0.Region != "r1" {
 		t.Errorf("host 0 %+v", h0)
 	}
-	if h1.Healthy || len(h1.HealthFlags) != 1 || h1.HealthFlags[0] != "failed_eds_health" {
+	if h1.Healthy || h1.HealthFlags != "/failed_eds_health" {
 		t.Errorf("host 1 %+v", h1)
 	}
 	if b.Stats.MembershipTotal.Value() != 2 || b.Stats.MembershipHealthy.Value() != 1 {
@@ -395,5 +397,32 @@ func TestValidate(t *testing.T) {
 	err := Validate(static(t, "a", addrs("x:80")))
 	if err == nil || err.Error() != `load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address: "x" is not an IP address` {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestSnapshotAdminShape checks that the admin server can render the
+// snapshot as Envoy-style text.
+func TestSnapshotAdminShape(t *testing.T) {
+	m := newManager(t, Options{})
+	mustUpdate(t, m, static(t, "b", []ep{{addr: "10.0.0.1:80", weight: 2}, {addr: "10.0.0.2:80", health: corev3.HealthStatus_DRAINING}}))
+	h := cluster(t, m, "b").Hosts()[0]
+	h.Stats().ConnTotal.Add(7)
+	b, err := json.Marshal(m.Snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []admin.ClusterStatus
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("snapshot JSON does not fit admin.ClusterStatus: %v\n%s", err, b)
+	}
+	if len(got) != 1 || got[0].Name != "b" || got[0].CircuitBreakers["max_retries"] != 3 || len(got[0].Hosts) != 2 {
+		t.Fatalf("admin view %+v", got)
+	}
+	h0, h1 := got[0].Hosts[0], got[0].Hosts[1]
+	if h0.Address != "10.0.0.1:80" || h0.Weight != 2 || h0.Zone != "z1" || h0.Stats["cx_total"] != 7 || h0.HealthFlags != "" {
+		t.Errorf("host 0 %+v", h0)
+	}
+	if h1.HealthFlags != "/failed_eds_health" {
+		t.Errorf("host 1 %+v", h1)
 	}
 }

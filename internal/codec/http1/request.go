@@ -11,6 +11,10 @@ import (
 // (the request-target), ":authority" (the Host field) and ":scheme"
 // (always "http"; Set ignores it). Range leaves pseudo-headers out.
 //
+// For an absolute-form target ("GET http://h/p HTTP/1.1") the Host field is
+// set to the target's authority, which RFC 9112 3.2.2 says takes precedence,
+// and a target with userinfo is rejected.
+//
 // A connection reuses one RequestHead for all its requests; the string
 // fields and header values view its buffer and are valid until the next
 // Reset (see Header). Method is the exception when it is one of the nine
@@ -202,6 +206,19 @@ func (h *RequestHead) finish(f *framing) error {
 	if f.teSeen && minor == 0 {
 		return malformed("Transfer-Encoding in HTTP/1.0")
 	}
+	if h.Method != "CONNECT" {
+		if a, abs := absAuthority(h.Target); abs {
+			// The target's authority wins over Host (RFC 9112 3.2.2); making
+			// Host agree keeps routing on :authority and the upstream's view
+			// of the request the same.
+			if !validHost(a) {
+				return malformed("invalid authority in request-target")
+			}
+			if host, ok := h.Header.Get("Host"); !ok || !equalFold(host, a) {
+				h.Header.Set("Host", a)
+			}
+		}
+	}
 	h.ContentLength = f.contentLength
 	h.Chunked = f.chunked
 	h.Close = f.close || minor == 0 && !f.keepAlive
@@ -250,20 +267,26 @@ func schemeLen(t string) int {
 	return 0
 }
 
-// targetAuthority returns the authority of an absolute-form target when it is
-// a valid Host value (no userinfo), else "".
-func targetAuthority(t string) string {
+// absAuthority returns the authority of an absolute-form target and
+// whether t is in absolute form.
+func absAuthority(t string) (string, bool) {
 	n := schemeLen(t)
 	if n == 0 {
-		return ""
+		return "", false
 	}
 	a := t[n:]
 	for i := 0; i < len(a); i++ {
 		if c := a[i]; c == '/' || c == '?' || c == '#' {
-			a = a[:i]
-			break
+			return a[:i], true
 		}
 	}
+	return a, true
+}
+
+// targetAuthority returns the authority of an absolute-form target when it
+// is a valid Host value, else "".
+func targetAuthority(t string) string {
+	a, _ := absAuthority(t)
 	if !validHost(a) {
 		return ""
 	}

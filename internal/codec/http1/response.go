@@ -165,8 +165,10 @@ func (h *ResponseHead) finish(f *framing) error {
 // CloseDelimited reports whether, sent to a client speaking HTTP/1.<minor>,
 // a response with a body has no length framing and so ends when the
 // connection closes: neither Content-Length nor chunked (chunked needs
-// minor 1). AppendTo then announces Connection: close and the caller must
-// close after the body.
+// minor 1). The caller must then close after the body and should pass
+// close=true to AppendTo, or set Chunked and use a ChunkedWriter for an
+// HTTP/1.1 client. It does not know the request method: a response to HEAD
+// has no body whatever it says (see NoBody).
 func (h *ResponseHead) CloseDelimited(minor int) bool {
 	if h.Status < 200 || h.Status == 204 || h.Status == 304 {
 		return false
@@ -189,8 +191,8 @@ func (h *ResponseHead) CloseDelimited(minor int) bool {
 //   - 304: Content-Length if known, never Transfer-Encoding;
 //   - otherwise "Transfer-Encoding: chunked" when Chunked and minor is 1,
 //     else "Content-Length: n" when ContentLength >= 0;
-//   - "Connection: close" when close is true or the body is close-delimited
-//     (see CloseDelimited), else "Connection: keep-alive" for minor 0.
+//   - "Connection: close" when close is true, else "Connection: keep-alive"
+//     for minor 0 unless the body is close-delimited (see CloseDelimited).
 //
 // Appending to a reused buffer does not allocate.
 func (h *ResponseHead) AppendTo(dst []byte, minor int, close bool) []byte {
@@ -225,9 +227,9 @@ func (h *ResponseHead) AppendTo(dst []byte, minor int, close bool) []byte {
 		dst = strconv.AppendInt(dst, h.ContentLength, 10)
 		dst = append(dst, "\r\n"...)
 	}
-	if close || h.CloseDelimited(minor) {
+	if close {
 		dst = append(dst, "Connection: close\r\n"...)
-	} else if minor == 0 {
+	} else if minor == 0 && !h.CloseDelimited(0) {
 		dst = append(dst, "Connection: keep-alive\r\n"...)
 	}
 	return append(dst, "\r\n"...)

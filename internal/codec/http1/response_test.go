@@ -187,10 +187,17 @@ func TestResponseAppendTo(t *testing.T) {
 			"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n"},
 		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTrailer: X-T\r\n\r\n", 1, false, nil,
 			"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"},
-		{"chunked to HTTP/1.0 closes", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0, false, nil,
+		{"chunked to HTTP/1.0 closing", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0, true, nil,
 			"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"},
-		{"unframed body closes", "HTTP/1.0 200 OK\r\nX: y\r\n\r\n", 1, false, nil,
+		{"chunked to HTTP/1.0 never claims keep-alive", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0, false, nil,
+			"HTTP/1.1 200 OK\r\n\r\n"},
+		{"unframed body", "HTTP/1.0 200 OK\r\nX: y\r\n\r\n", 1, true, nil,
 			"HTTP/1.1 200 OK\r\nX: y\r\nConnection: close\r\n\r\n"},
+		{"unframed body rechunked", "HTTP/1.0 200 OK\r\nX: y\r\n\r\n", 1, false,
+			func(h *ResponseHead) { h.Chunked = true },
+			"HTTP/1.1 200 OK\r\nX: y\r\nTransfer-Encoding: chunked\r\n\r\n"},
+		{"HEAD response without length keeps the connection", "HTTP/1.1 200 OK\r\nX: y\r\n\r\n", 1, false, nil,
+			"HTTP/1.1 200 OK\r\nX: y\r\n\r\n"},
 		{"204 drops framing", "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", 1, false, nil,
 			"HTTP/1.1 204 No Content\r\n\r\n"},
 		{"304 keeps Content-Length", "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 50\r\n\r\n", 1, false, nil,
@@ -249,5 +256,30 @@ func TestResponsePseudoHeaders(t *testing.T) {
 	}
 	if _, ok := h.Get(":path"); ok {
 		t.Fatal("response answered :path")
+	}
+}
+
+func TestCloseDelimited(t *testing.T) {
+	tests := []struct {
+		status  int
+		cl      int64
+		chunked bool
+		minor   int
+		want    bool
+	}{
+		{200, 5, false, 1, false},
+		{200, 5, false, 0, false},
+		{200, -1, true, 1, false},
+		{200, -1, true, 0, true},
+		{200, -1, false, 1, true},
+		{204, -1, false, 1, false},
+		{304, -1, false, 0, false},
+		{101, -1, false, 1, false},
+	}
+	for _, tt := range tests {
+		h := ResponseHead{Status: tt.status, ContentLength: tt.cl, Chunked: tt.chunked}
+		if got := h.CloseDelimited(tt.minor); got != tt.want {
+			t.Errorf("CloseDelimited(%d) of %d cl=%d chunked=%v = %v, want %v", tt.minor, tt.status, tt.cl, tt.chunked, got, tt.want)
+		}
 	}
 }
