@@ -130,14 +130,13 @@ func (l *Listener) serveConn(c net.Conn) {
 	if l.cfg.Stats != nil {
 		l.cfg.Stats.Accepted()
 	}
-	go func() {
-		defer l.release(tc)
-		ch.Handler.ServeConn(l.ctx, tc)
-	}()
+	// The handler owns tc and closes it, possibly from another goroutine
+	// after ServeConn returned (the HTTP connection manager parks idle
+	// connections on fresh goroutines); Close deregisters it.
+	go ch.Handler.ServeConn(l.ctx, tc)
 }
 
 func (l *Listener) release(tc *Conn) {
-	_ = tc.Close()
 	l.mu.Lock()
 	delete(l.conns, tc)
 	l.mu.Unlock()
@@ -214,10 +213,19 @@ func (l *Listener) Close() {
 // api.DrainNotifier.
 type Conn struct {
 	net.Conn
-	l    *Listener
-	mu   sync.Mutex
-	hook func()
-	shut bool
+	l      *Listener
+	mu     sync.Mutex
+	hook   func()
+	shut   bool
+	closed sync.Once
+}
+
+// Close closes the socket and, the first time, deregisters the connection
+// from its listener.
+func (c *Conn) Close() error {
+	err := c.Conn.Close()
+	c.closed.Do(func() { c.l.release(c) })
+	return err
 }
 
 // OnDrain registers the drain hook; if the listener is already draining
@@ -265,5 +273,5 @@ func (c *Conn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
-	return c.Conn.Close()
+	return c.Close()
 }

@@ -13,6 +13,10 @@ import (
 	"github.com/weftmesh/weft/internal/network"
 )
 
+// idleGrace is how long a keep-alive connection waits for its next request
+// with its read buffer held before it releases it and parks.
+const idleGrace = 100 * time.Millisecond
+
 // Connection states, for drain: an idle connection is closed at once, a
 // busy one after its response.
 const (
@@ -32,11 +36,8 @@ func (c *Config) ServeConn(ctx context.Context, nc net.Conn) {
 	sc.s.sc = sc
 	if dn, ok := nc.(api.DrainNotifier); ok {
 		dn.OnDrain(sc.onDrain)
-		defer dn.OnDrain(nil)
 	}
-	sc.serve()
-	sc.br.Release()
-	sc.w.release(c.BufPool)
+	sc.run()
 }
 
 type serverConn struct {
@@ -44,7 +45,9 @@ type serverConn struct {
 	nc    net.Conn
 	ctx   context.Context
 	br    *http1.Reader
-	w     flushWriter
+	w     flushWriter // downstream writes
+	uw    flushWriter // upstream writes of the current request
+	rip   string      // downstream IP, formatted on first use
 	state atomic.Int32
 	s     stream
 	nreq  int
@@ -56,21 +59,64 @@ func (sc *serverConn) onDrain() {
 	}
 }
 
-func (sc *serverConn) serve() {
+// run serves requests until the connection ends, or until it goes idle:
+// then it hands the connection to a fresh goroutine that waits for the
+// next request and returns. The goroutine that proxied (whose stack grew
+// on the way) ends, and the parked one holds a minimal stack and no
+// buffers, which is what keeps an idle keep-alive connection at a few KiB.
+func (sc *serverConn) run() {
+	if sc.serve() {
+		go sc.park()
+		return
+	}
+	sc.finish()
+}
+
+// park waits, holding nothing, until the client sends or the idle timeout
+// (or a drain) ends the connection.
+func (sc *serverConn) park() {
+	_ = sc.nc.SetReadDeadline(network.Deadline(time.Now(), sc.cfg.IdleTimeout))
+	if err := network.WaitReadable(sc.nc); err != nil || sc.state.Load() != stateIdle {
+		sc.finish()
+		return
+	}
+	sc.run()
+}
+
+func (sc *serverConn) finish() {
+	if dn, ok := sc.nc.(api.DrainNotifier); ok {
+		dn.OnDrain(nil)
+	}
+	_ = sc.nc.Close()
+	sc.br.Release()
+	sc.w.release(sc.cfg.BufPool)
+	sc.uw.release(sc.cfg.BufPool)
+}
+
+// serve runs the request loop. It returns true when the connection went
+// idle and should park, false when it must close.
+func (sc *serverConn) serve() (idle bool) {
 	cfg := sc.cfg
 	for {
 		if sc.br.Buffered() == 0 {
-			// Idle between requests: give the buffers back and park in the
-			// poller until the client sends (or the idle timeout fires).
-			sc.br.Release()
-			sc.w.release(cfg.BufPool)
-			_ = sc.nc.SetReadDeadline(network.Deadline(time.Now(), cfg.IdleTimeout))
-			if err := network.WaitReadable(sc.nc); err != nil {
-				return
+			// A busy keep-alive connection reads the next request with its
+			// buffer held, as a plain read would (read, park, read). Only
+			// a connection idle past idleGrace gives its buffers back.
+			_ = sc.nc.SetReadDeadline(time.Now().Add(idleGrace))
+			if err := sc.br.Fill(); err != nil {
+				if !network.IsTimeout(err) {
+					return false
+				}
+				sc.br.Release()
+				sc.w.release(cfg.BufPool)
+				sc.uw.release(cfg.BufPool)
+				sc.s.req.Release()
+				sc.s.resp.Release()
+				return true
 			}
 		}
 		if !sc.state.CompareAndSwap(stateIdle, stateBusy) {
-			return // draining
+			return false // draining
 		}
 		start := time.Now()
 		_ = sc.nc.SetReadDeadline(start.Add(cfg.RequestHeadersTimeout))
@@ -79,16 +125,16 @@ func (sc *serverConn) serve() {
 		err := sc.br.ReadRequestHead(&s.req, cfg.Limits)
 		if err != nil {
 			sc.headError(err)
-			return
+			return false
 		}
 		_ = sc.nc.SetReadDeadline(network.Deadline(time.Now(), cfg.StreamIdleTimeout))
 		sc.nreq++
 		keep := sc.handle(s)
 		if !keep || (cfg.MaxRequestsPerConn > 0 && sc.nreq >= cfg.MaxRequestsPerConn) {
-			return
+			return false
 		}
 		if !sc.state.CompareAndSwap(stateBusy, stateIdle) {
-			return // drain arrived while busy; the response said close
+			return false // drain arrived while busy; the response said close
 		}
 	}
 }

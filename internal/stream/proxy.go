@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/weftmesh/weft/api"
@@ -177,7 +178,7 @@ func (sc *serverConn) mutateRequest(s *stream, rt *router.Route, ops *router.Hea
 		req.Set("x-forwarded-proto", "http")
 	}
 	if sc.cfg.UseRemoteAddress {
-		ip := remoteIP(sc.nc)
+		ip := sc.remoteIP()
 		if v, ok := req.Get("x-forwarded-for"); ok && v != "" {
 			req.Set("x-forwarded-for", v+", "+ip)
 		} else {
@@ -189,11 +190,21 @@ func (sc *serverConn) mutateRequest(s *stream, rt *router.Route, ops *router.Hea
 			req.Set("x-request-id", newRequestID())
 		}
 	}
-	s.hashKey, s.hasHash = rt.Hash(req, remoteIP(sc.nc))
+	if len(rt.HashPolicies) > 0 {
+		s.hashKey, s.hasHash = rt.Hash(req, sc.remoteIP())
+	}
 }
 
 // DownstreamRemoteAddress implements router.VarSource.
 func (s *stream) DownstreamRemoteAddress() string { return s.sc.nc.RemoteAddr().String() }
+
+// remoteIP is the downstream peer's IP, formatted once per connection.
+func (sc *serverConn) remoteIP() string {
+	if sc.rip == "" {
+		sc.rip = remoteIP(sc.nc)
+	}
+	return sc.rip
+}
 
 func remoteIP(c net.Conn) string {
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
@@ -245,9 +256,16 @@ func (sc *serverConn) forward(s *stream, cl api.Cluster, rt *router.Route, body 
 			tryDeadline = d
 		}
 	}
-	ctx, cancel := sc.dialContext(tryDeadline)
-	pc, _, err := p.Get(ctx)
-	cancel()
+	replayable := !*bodyPending
+	stale := false
+again:
+	pc, err := p.GetIdle()
+	reused := pc != nil
+	if pc == nil && err == nil {
+		ctx, cancel := sc.dialContext(tryDeadline)
+		pc, reused, err = p.Get(ctx)
+		cancel()
+	}
 	if err != nil {
 		if errors.Is(err, pool.ErrOverflow) {
 			return nil, failOverflow
@@ -264,7 +282,7 @@ func (sc *serverConn) forward(s *stream, cl api.Cluster, rt *router.Route, body 
 
 	// Head and a small body go out in one write.
 	_ = pc.SetWriteDeadline(network.Deadline(time.Now(), sc.cfg.StreamIdleTimeout))
-	var w flushWriter
+	w := &sc.uw
 	w.w = pc
 	hb := w.grab(sc.cfg.BufPool)
 	hb = s.req.AppendTo(hb)
@@ -283,7 +301,7 @@ func (sc *serverConn) forward(s *stream, cl api.Cluster, rt *router.Route, body 
 			}
 		}
 		var n int64
-		n, err = sc.br.Body(s.req.ContentLength, s.req.Chunked, false).CopyTo(&w, s.req.Chunked)
+		n, err = sc.br.Body(s.req.ContentLength, s.req.Chunked, false).CopyTo(w, s.req.Chunked)
 		s.bytesIn += n
 		if err == nil {
 			err = w.Flush()
@@ -298,8 +316,12 @@ func (sc *serverConn) forward(s *stream, cl api.Cluster, rt *router.Route, body 
 	}
 	w.release(sc.cfg.BufPool)
 	if err != nil {
-		s.failure = err.Error()
 		sc.dropUp(uc)
+		if reused && replayable && !stale && isStale(err) {
+			stale = true // the server closed the idle connection: once more on a fresh one
+			goto again
+		}
+		s.failure = err.Error()
 		cl.Stats().UpstreamResets.Inc()
 		return nil, failReset
 	}
@@ -313,6 +335,11 @@ func (sc *serverConn) forward(s *stream, cl api.Cluster, rt *router.Route, body 
 	}
 	if err != nil {
 		sc.dropUp(uc)
+		if reused && replayable && !stale && isStale(err) && uc.br.Buffered() == 0 {
+			stale = true
+			s.resp.Reset()
+			goto again
+		}
 		s.failure = err.Error()
 		switch {
 		case network.IsTimeout(err):
@@ -330,6 +357,13 @@ func (sc *serverConn) forward(s *stream, cl api.Cluster, rt *router.Route, body 
 		return uc, failRetryable
 	}
 	return uc, okResponse
+}
+
+// isStale reports whether err is what a request on a keep-alive connection
+// that the server had already closed looks like: EOF or a reset before any
+// response byte.
+func isStale(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func isUpstreamErr(err error, pc net.Conn) bool {

@@ -25,8 +25,14 @@ func (c *Config) newPool(h api.Host) api.ConnPool {
 			pc.Limits = cl
 		}
 	}
+	pc.TrustIdle = trustIdle
 	return pool.New(h, pc)
 }
+
+// trustIdle lets a connection idle for less than this skip the pool's
+// liveness peek; forward retries once on a fresh connection when such a
+// connection turns out closed.
+const trustIdle = 250 * time.Millisecond
 
 // routeStats returns the stats handle of rt, created on its first request
 // (a lock-free sync.Map hit afterwards).

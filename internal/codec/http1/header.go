@@ -49,6 +49,13 @@ func (h *Header) reset() {
 	h.fields = h.fields[:0]
 }
 
+// Release drops the header's storage so an idle connection keeps none; the
+// next parse allocates it again. Strings obtained earlier stay valid.
+func (h *Header) Release() {
+	h.raw = nil
+	h.fields = nil
+}
+
 // view returns h.raw[i:j] as a string sharing the bytes.
 func (h *Header) view(i, j int) string {
 	if i >= j {

@@ -125,6 +125,18 @@ func (r *Reader) acquire() {
 	r.buf = *r.bp
 }
 
+// Fill reads once from the source when nothing is buffered, so that a
+// caller can wait for the next message under its own deadline: a timeout
+// then leaves nothing half-read and the Reader can be released. It returns
+// nil at once when bytes are already buffered.
+func (r *Reader) Fill() error {
+	if r.Buffered() > 0 {
+		return nil
+	}
+	r.r, r.w = 0, 0
+	return r.readMore()
+}
+
 // readMore reads once from the source into buf[w:], which must have room.
 // It returns nil after reading at least one byte; a source error that came
 // with data is kept for the next call.

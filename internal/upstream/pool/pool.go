@@ -44,6 +44,13 @@ type Config struct {
 	// MaxRequestsPerConn closes a connection after it served this many
 	// requests (Gets); 0 means no limit.
 	MaxRequestsPerConn int
+	// TrustIdle is how long a connection may sit idle and still be handed
+	// out without the liveness peek (0: always peek). Servers close
+	// keep-alive connections after seconds, not milliseconds, so a short
+	// window saves a syscall per request under load; the caller must then
+	// retry a request whose reused connection turns out closed before any
+	// response byte, as the HTTP/1 proxy does.
+	TrustIdle time.Duration
 	// Limits is the cluster's breaker; nil means unlimited.
 	Limits Limits
 }
@@ -111,6 +118,17 @@ func New(host api.Host, cfg Config) *Pool {
 	return p
 }
 
+// GetIdle returns an idle connection without dialling or waiting, or nil.
+// The proxy tries it first so that the common case needs no context (and
+// allocates nothing).
+func (p *Pool) GetIdle() (*Conn, error) {
+	c, err := p.popIdle()
+	if c != nil {
+		c.served++
+	}
+	return c, err
+}
+
 // Get returns an idle connection (reused = true) or dials a new one. When
 // the max_connections breaker is full, Get waits, counted as a pending
 // request, until a connection is released or ctx ends; without a deadline
@@ -171,7 +189,7 @@ func (p *Pool) popIdle() (*Conn, error) {
 		p.mu.Unlock()
 		// Clear any deadline the last holder left: a past read deadline
 		// would make the peek fail.
-		if c.Conn.SetDeadline(time.Time{}) == nil && c.alive() {
+		if c.Conn.SetDeadline(time.Time{}) == nil && (time.Since(c.idleAt) < p.cfg.TrustIdle || c.alive()) {
 			return c, nil
 		}
 		p.mu.Lock()
