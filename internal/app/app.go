@@ -100,6 +100,7 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 			Address:    adminAddr,
 			Stats:      a.store,
 			LogLevel:   opts.LogLevel,
+			Logger:     a.log,
 			ConfigDump: a.configDump,
 			Clusters:   func() any { return a.clusters.Snapshot() },
 			Listeners:  a.listenerInfo,
