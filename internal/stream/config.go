@@ -79,6 +79,7 @@ type Config struct {
 	Log        *slog.Logger
 
 	routeStatsMap *sync.Map // *router.Route -> *stats.RouteStats
+	mkPool        func(api.Host) api.ConnPool // c.newPool, bound once: a method value per request would allocate
 }
 
 func (c *Config) defaults() {
@@ -109,5 +110,7 @@ func (c *Config) defaults() {
 func New(c Config) *Config {
 	c.defaults()
 	c.routeStatsMap = &sync.Map{}
-	return &c
+	cp := &c
+	cp.mkPool = cp.newPool
+	return cp
 }

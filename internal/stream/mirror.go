@@ -73,7 +73,7 @@ func (c *Config) sendMirror(cl api.Cluster, head, body []byte) {
 	defer cl.Release(api.ResRequests)
 	ctx, cancel := context.WithTimeout(context.Background(), mirrorTimeout)
 	defer cancel()
-	p := host.Pool(Protocol, c.newPool).(*pool.Pool)
+	p := host.Pool(Protocol, c.mkPool).(*pool.Pool)
 	pc, _, err := p.Get(ctx)
 	if err != nil {
 		cl.Stats().UpstreamConnFailure.Inc()

@@ -248,7 +248,7 @@ func (sc *serverConn) forward(s *stream, cl api.Cluster, rt *router.Route, body 
 	s.host = host
 	host.ActiveRequests().Inc()
 	defer host.ActiveRequests().Dec()
-	p := host.Pool(Protocol, sc.cfg.newPool).(*pool.Pool)
+	p := host.Pool(Protocol, sc.cfg.mkPool).(*pool.Pool)
 
 	tryDeadline := deadline
 	if rt.RetryPolicy != nil && rt.RetryPolicy.PerTryTimeout > 0 {
