@@ -78,7 +78,7 @@ type Config struct {
 	BufPool    *http1.BufPool
 	Log        *slog.Logger
 
-	routeStatsMap *sync.Map // *router.Route -> *stats.RouteStats
+	routeStatsMap *sync.Map                   // *router.Route -> *stats.RouteStats
 	mkPool        func(api.Host) api.ConnPool // c.newPool, bound once: a method value per request would allocate
 }
 
