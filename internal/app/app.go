@@ -66,7 +66,7 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 	if opts.DrainTimeout == 0 {
 		opts.DrainTimeout = DefaultDrainTimeout
 	}
-	a := &App{opts: opts, boot: b, log: opts.Logger, store: stats.NewStore(), bufs: http1.NewBufPool(16 << 10)}
+	a := &App{opts: opts, boot: b, log: opts.Logger, store: stats.NewStore(), bufs: http1.NewBufPool(8 << 10)}
 	defer func() {
 		if err != nil {
 			a.closeAll()

@@ -99,7 +99,7 @@ func (c *Config) defaults() {
 		c.ServerName = DefaultServerName
 	}
 	if c.BufPool == nil {
-		c.BufPool = http1.NewBufPool(16 << 10)
+		c.BufPool = http1.NewBufPool(8 << 10)
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
