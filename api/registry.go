@@ -40,15 +40,16 @@ func (r *Registry[F]) Register(name string, typeURLs []string, f F) {
 	}
 }
 
-// Lookup finds a factory by type URL first (the authoritative key in Envoy
-// config), then by name.
+// Lookup finds a factory the way Envoy does: by the typed_config's type URL
+// when there is one (the name is then only a label, and a type no factory
+// registered is unknown even if the name is known, so another filter's
+// config is never parsed as this one's), else by name.
 func (r *Registry[F]) Lookup(name, typeURL string) (F, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if typeURL != "" {
-		if f, ok := r.byType[typeURL]; ok {
-			return f, true
-		}
+		f, ok := r.byType[typeURL]
+		return f, ok
 	}
 	f, ok := r.byName[name]
 	return f, ok

@@ -61,7 +61,7 @@ func Parse(data []byte) (*bootstrapv3.Bootstrap, error) {
 	}
 	b := &bootstrapv3.Bootstrap{}
 	if err := (protojson.UnmarshalOptions{}).Unmarshal(js, b); err != nil {
-		return nil, &Errors{List: []FieldError{{Path: "", Msg: strings.TrimPrefix(err.Error(), "proto: ")}}}
+		return nil, &Errors{List: []FieldError{decodeError(js, err)}}
 	}
 	if err := Validate(b); err != nil {
 		return nil, err

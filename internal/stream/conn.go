@@ -31,25 +31,46 @@ const (
 // a steady keep-alive connection allocates nothing per request.
 func (c *Config) ServeConn(ctx context.Context, nc net.Conn) {
 	sc := &serverConn{cfg: c, nc: nc, ctx: ctx}
-	sc.br = http1.NewReader(nc, c.BufPool)
-	sc.w.w = nc
+	sc.dc.Conn = nc
+	sc.br = http1.NewReader(&sc.dc, c.BufPool)
+	sc.w.w = &sc.dc
 	sc.s.sc = sc
 	if dn, ok := nc.(api.DrainNotifier); ok {
 		dn.OnDrain(sc.onDrain)
 	}
+	// When the listener gives up on its connections (drain timeout), a
+	// request waiting on its upstream is cut at once.
+	sc.stopAbort = context.AfterFunc(ctx, sc.abort)
+	st := c.Stats
+	st.DownstreamCxTotal.Inc()
+	st.DownstreamCxHTTP1Total.Inc()
+	st.DownstreamCxActive.Inc()
 	sc.run()
+}
+
+// abort unblocks whatever the connection is waiting on.
+func (sc *serverConn) abort() {
+	now := time.Now()
+	if uc := sc.cur.Load(); uc != nil {
+		_ = uc.pc.SetDeadline(now)
+	}
+	_ = sc.nc.SetDeadline(now)
 }
 
 type serverConn struct {
 	cfg   *Config
 	nc    net.Conn
+	dc    idleConn // nc as the reader and writer see it
 	ctx   context.Context
 	br    *http1.Reader
 	w     flushWriter // downstream writes
 	uw    flushWriter // upstream writes of the current request
 	rip   string      // downstream IP, formatted on first use
 	state atomic.Int32
+	cur   atomic.Pointer[upConn] // the upstream connection in use, for abort
 	s     stream
+
+	stopAbort func() bool
 	nreq  int
 }
 
@@ -87,6 +108,11 @@ func (sc *serverConn) finish() {
 	if dn, ok := sc.nc.(api.DrainNotifier); ok {
 		dn.OnDrain(nil)
 	}
+	sc.stopAbort()
+	st := sc.cfg.Stats
+	st.DownstreamCxActive.Dec()
+	st.DownstreamCxRxBytes.Add(uint64(sc.dc.rx))
+	st.DownstreamCxTxBytes.Add(uint64(sc.dc.tx))
 	_ = sc.nc.Close()
 	sc.br.Release()
 	sc.w.release(sc.cfg.BufPool)
@@ -119,7 +145,7 @@ func (sc *serverConn) serve() (idle bool) {
 			return false // draining
 		}
 		start := time.Now()
-		_ = sc.nc.SetReadDeadline(start.Add(cfg.RequestHeadersTimeout))
+		_ = sc.nc.SetReadDeadline(network.Deadline(start, cfg.RequestHeadersTimeout))
 		s := &sc.s
 		s.reset(start)
 		err := sc.br.ReadRequestHead(&s.req, cfg.Limits)
@@ -146,9 +172,8 @@ func (sc *serverConn) headError(err error) {
 	case errors.Is(err, io.EOF):
 		return // clean close between requests
 	case network.IsTimeout(err):
-		if sc.br.Buffered() == 0 && !s.headStarted() {
-			return
-		}
+		// Bytes had arrived (the wait before the head returned data), so
+		// this is a head that did not finish in time.
 		s.flag(api.FlagRequestHeaderTimeout)
 		sc.cfg.Stats.DownstreamRqHeaderTimeout.Inc()
 		sc.localReply(s, 408, "request header timeout", true)

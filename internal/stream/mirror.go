@@ -67,7 +67,6 @@ func (c *Config) sendMirror(cl api.Cluster, head, body []byte) {
 		return
 	}
 	if !cl.TryAcquire(api.ResRequests) {
-		cl.Stats().Overflow.Inc()
 		return
 	}
 	defer cl.Release(api.ResRequests)

@@ -26,6 +26,7 @@ var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 // reader lives as long as the connection so its state survives reuse.
 type upConn struct {
 	pc *pool.Conn
+	ic idleConn // pc as the reader and writer see it
 	br *http1.Reader
 }
 
@@ -41,6 +42,8 @@ const (
 	failProtocol  // upstream sent a bad response head
 	failNoHost    // no healthy host
 	failRetryable // a response that the retry policy wants retried
+	failBadBody   // the downstream request body is malformed: 400, close
+	failClient    // the downstream went away or stalled mid-body: close
 )
 
 // handle proxies one request; it reports whether the connection may serve
@@ -65,6 +68,7 @@ func (sc *serverConn) handle(s *stream) bool {
 		rt = t.Route(req)
 	}
 	if rt == nil {
+		cfg.Stats.NoRoute.Inc()
 		s.flag(api.FlagNoRoute)
 		sc.localReply(s, 404, "", bodyPending)
 		return keep && !bodyPending
@@ -72,10 +76,12 @@ func (sc *serverConn) handle(s *stream) bool {
 	s.route = rt
 	defer sc.routeStats(s, rt)
 	if rt.DirectResponse != nil {
+		cfg.Stats.RqDirectResponse.Inc()
 		sc.localReply(s, rt.DirectResponse.Status, rt.DirectResponse.Body, bodyPending)
 		return keep && !bodyPending
 	}
 	if rt.Redirect != nil {
+		cfg.Stats.RqRedirect.Inc()
 		sc.redirect(s, rt)
 		return keep && !bodyPending
 	}
@@ -91,6 +97,7 @@ func (sc *serverConn) handle(s *stream) bool {
 	}
 	cl, ok := cfg.Clusters.Cluster(s.cluster)
 	if !ok {
+		cfg.Stats.NoCluster.Inc()
 		s.flag(api.FlagNoClusterFound)
 		status := rt.ClusterNotFoundStatus
 		if status == 0 {
@@ -125,8 +132,7 @@ func (sc *serverConn) handle(s *stream) bool {
 	if len(rt.MirrorPolicies) > 0 && !bodyPending {
 		sc.mirror(s, rt, body)
 	}
-	if !cl.TryAcquire(api.ResRequests) {
-		cl.Stats().Overflow.Inc()
+	if !cl.TryAcquire(api.ResRequests) { // counts the overflow itself
 		s.flag(api.FlagUpstreamOverflow)
 		sc.localReply(s, 503, "upstream overflow", bodyPending)
 		return keep && !bodyPending
@@ -134,6 +140,7 @@ func (sc *serverConn) handle(s *stream) bool {
 	defer cl.Release(api.ResRequests)
 
 	deadline := network.Deadline(time.Now(), rt.Timeout)
+	s.deadline = deadline
 	for try := 0; ; try++ {
 		uc, res := sc.forward(s, cl, rt, body, &bodyPending, deadline, try)
 		if res == okResponse {
@@ -277,13 +284,16 @@ again:
 		return nil, failConnect
 	}
 	uc := upConnOf(pc, sc.cfg.BufPool)
+	sc.cur.Store(uc)
+	uc.ic.clearErrs()
+	sc.dc.clearErrs()
 	cl.Stats().UpstreamRequests.Inc()
 	host.Stats().Requests.Inc()
 
 	// Head and a small body go out in one write.
 	_ = pc.SetWriteDeadline(network.Deadline(time.Now(), sc.cfg.StreamIdleTimeout))
 	w := &sc.uw
-	w.w = pc
+	w.w = &uc.ic
 	hb := w.grab(sc.cfg.BufPool)
 	hb = s.req.AppendTo(hb)
 	*w.buf = hb
@@ -301,17 +311,29 @@ again:
 			}
 		}
 		var n int64
+		sc.dc.streaming(sc.cfg.StreamIdleTimeout, time.Time{})
+		uc.ic.streaming(sc.cfg.StreamIdleTimeout, time.Time{})
 		n, err = sc.br.Body(s.req.ContentLength, s.req.Chunked, false).CopyTo(w, s.req.Chunked)
 		s.bytesIn += n
 		if err == nil {
 			err = w.Flush()
 		}
-		*bodyPending = false
-		if err != nil && !isUpstreamErr(err, pc) {
+		sc.dc.streaming(0, time.Time{})
+		uc.ic.streaming(0, time.Time{})
+		if err == nil {
+			*bodyPending = false
+		} else if uc.ic.writeErr == nil {
+			// The downstream side failed: a malformed body gets a 400, a
+			// vanished or stalled client nothing; either way the
+			// connection closes (*bodyPending stays set).
 			w.release(sc.cfg.BufPool)
 			sc.dropUp(uc)
+			if errors.Is(err, http1.ErrMalformed) {
+				s.flag(api.FlagDownstreamProtocol)
+				return nil, failBadBody
+			}
 			s.flag(api.FlagDownstreamReset)
-			return nil, failReset
+			return nil, failClient
 		}
 	}
 	w.release(sc.cfg.BufPool)
@@ -445,6 +467,11 @@ func (sc *serverConn) failReply(s *stream, cl api.Cluster, f failure, bodyPendin
 	case failProtocol:
 		s.flag(api.FlagUpstreamProtocol)
 		sc.localReply(s, 502, "upstream protocol error", bodyPending)
+	case failBadBody:
+		sc.cfg.Stats.DownstreamCxProtocolError.Inc()
+		sc.localReply(s, 400, "bad request: malformed body", true)
+	case failClient:
+		// Nobody to answer.
 	default:
 		s.flag(api.FlagUpstreamReset)
 		sc.localReply(s, 503, "upstream connect error or disconnect/reset before headers. reset reason: connection termination", bodyPending)
@@ -468,6 +495,7 @@ func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderO
 	noBody := resp.NoBody(s.req.Method)
 	untilEOF := !noBody && !upgrade && resp.ContentLength < 0 && !resp.Chunked
 	upKeep := !resp.Close && !untilEOF && !upgrade
+	upChunked := resp.Chunked // how the upstream frames the body; resp.Chunked becomes how we do
 	chunkOut := false
 	if !noBody && !upgrade {
 		switch {
@@ -500,7 +528,11 @@ func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderO
 	var err error
 	var n int64
 	if !noBody {
-		br := uc.br.Body(resp.ContentLength, resp.Chunked && !untilEOF, untilEOF)
+		sc.dc.streaming(cfg.StreamIdleTimeout, time.Time{})
+		uc.ic.streaming(cfg.StreamIdleTimeout, s.deadline)
+		defer sc.dc.streaming(0, time.Time{})
+		defer uc.ic.streaming(0, time.Time{})
+		br := uc.br.Body(resp.ContentLength, upChunked && !untilEOF, untilEOF)
 		if untilEOF && chunkOut {
 			cw := http1.NewChunkedWriter(&sc.w)
 			n, err = br.CopyTo(cw, false)
@@ -517,10 +549,16 @@ func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderO
 	}
 	if err != nil {
 		sc.dropUp(uc)
-		if isUpstreamErr(err, uc.pc) || network.IsTimeout(err) && uc.pc != nil {
-			s.flag(api.FlagUpstreamReset)
-		} else {
+		switch {
+		case sc.dc.writeErr != nil && network.IsTimeout(sc.dc.writeErr):
+			s.flag(api.FlagStreamIdleTimeout) // the client stopped reading
+			cfg.Stats.DownstreamRqIdleTimeout.Inc()
+		case sc.dc.writeErr != nil:
 			s.flag(api.FlagDownstreamReset)
+		case uc.ic.readErr != nil && network.IsTimeout(uc.ic.readErr):
+			s.flag(api.FlagUpstreamRequestTimeout)
+		default:
+			s.flag(api.FlagUpstreamReset)
 		}
 		return false
 	}

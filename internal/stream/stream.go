@@ -32,6 +32,7 @@ type stream struct {
 	bytesOut int64
 	respAt   time.Time
 	failure  string
+	deadline time.Time // the route timeout's deadline for the upstream response
 	hashKey  uint64
 	hasHash  bool
 	entry    accesslog.Entry
@@ -55,6 +56,7 @@ func (s *stream) reset(start time.Time) {
 	s.respAt = time.Time{}
 	s.failure = ""
 	s.hasHash = false
+	s.deadline = time.Time{}
 }
 
 func (s *stream) headStarted() bool { return s.req.Method != "" }
@@ -178,6 +180,9 @@ func (sc *serverConn) log(s *stream) {
 	st := sc.cfg.Stats
 	st.DownstreamRq.Inc()
 	st.DownstreamRqHTTP1.Inc()
+	if s.respAt != (time.Time{}) {
+		st.DownstreamRqCompleted.Inc()
+	}
 	st.RecordResponse(s.status)
 	d := time.Since(s.start)
 	st.DownstreamRqTime.Observe(d)

@@ -57,13 +57,16 @@ func upConnOf(pc *pool.Conn, bp *http1.BufPool) *upConn {
 	if uc, ok := pc.State.(*upConn); ok {
 		return uc
 	}
-	uc := &upConn{pc: pc, br: http1.NewReader(pc.Conn, bp)}
+	uc := &upConn{pc: pc}
+	uc.ic.Conn = pc.Conn
+	uc.br = http1.NewReader(&uc.ic, bp)
 	pc.State = uc
 	return uc
 }
 
 // putUp returns a connection whose response was read to the end.
 func (sc *serverConn) putUp(uc *upConn) {
+	sc.cur.Store(nil)
 	uc.br.Release()
 	_ = uc.pc.SetDeadline(time.Time{})
 	uc.pc.Release(true)
@@ -74,6 +77,7 @@ func (sc *serverConn) dropUp(uc *upConn) {
 	if uc == nil {
 		return
 	}
+	sc.cur.Store(nil)
 	uc.br.Release()
 	uc.pc.Release(false)
 }

@@ -112,7 +112,12 @@ func (c *Cluster) TryAcquire(r api.Resource) bool {
 	for {
 		v := c.cur[r].Load()
 		if v >= limit {
-			c.stats.Overflow.Inc()
+			// A full connection budget only makes the request wait in the
+			// pool (it counts once as pending overflow if that is full
+			// too); the budgets that shed a request count here.
+			if r != api.ResConnections {
+				c.stats.Overflow.Inc()
+			}
 			return false
 		}
 		if c.cur[r].CompareAndSwap(v, v+1) {

@@ -106,6 +106,10 @@ func startWeft(t *testing.T, cfg string, extra ...string) *Weft {
 	go func() { w.exitErr = w.cmd.Wait(); close(w.exited) }()
 	t.Cleanup(func() {
 		w.Stop()
+		// A weft built with WEFT_E2E_RACE=1 reports races on its stderr.
+		if strings.Contains(w.stderr.String(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector fired inside weft")
+		}
 		if t.Failed() {
 			t.Logf("weft output:\n%s", w.stderr.String())
 		}

@@ -144,12 +144,11 @@ func (p *proxy) ServeConn(ctx context.Context, down net.Conn) {
 		e.Flags = api.FlagNoClusterFound
 		return
 	}
-	if !cl.TryAcquire(api.ResConnections) {
-		cl.Stats().Overflow.Inc()
+	if !cl.TryAcquire(api.ResRequests) { // one proxied connection is one request; counts its overflow
 		e.Flags = api.FlagUpstreamOverflow
 		return
 	}
-	defer cl.Release(api.ResConnections)
+	defer cl.Release(api.ResRequests)
 	var up net.Conn
 	var err error
 	for attempt := 0; attempt < p.cfg.maxAttempts; attempt++ {
@@ -160,12 +159,11 @@ func (p *proxy) ServeConn(ctx context.Context, down net.Conn) {
 			return
 		}
 		e.UpstreamHost = h.Address()
+		// Dial counts the connection (or the failure) in the host and
+		// cluster stats itself.
 		if up, err = h.Dial(ctx); err == nil {
-			h.Stats().ConnTotal.Inc()
 			break
 		}
-		h.Stats().ConnFailure.Inc()
-		cl.Stats().UpstreamConnFailure.Inc()
 		e.UpstreamFailure = err.Error()
 	}
 	if up == nil {
@@ -173,9 +171,6 @@ func (p *proxy) ServeConn(ctx context.Context, down net.Conn) {
 		return
 	}
 	st := cl.Stats()
-	st.UpstreamConnTotal.Inc()
-	st.UpstreamConnActive.Inc()
-	defer st.UpstreamConnActive.Dec()
 	if dn, ok := down.(api.DrainNotifier); ok {
 		// A raw TCP stream has no request boundary: it keeps flowing
 		// through a drain until the drain timeout closes it.
@@ -191,9 +186,11 @@ func (p *proxy) ServeConn(ctx context.Context, down net.Conn) {
 		sent = pipe(up, down, p.cfg.idle, &last)
 	}()
 	recv := pipe(down, up, p.cfg.idle, &last)
+	// The upstream may only have half-closed: the other direction runs
+	// until the downstream closes too (or an error closes both).
+	wg.Wait()
 	_ = down.Close()
 	_ = up.Close()
-	wg.Wait()
 	st.BytesSent.Add(uint64(sent))
 	st.BytesReceived.Add(uint64(recv))
 	e.BytesReceived, e.BytesSent = uint64(sent), uint64(recv)
