@@ -141,8 +141,8 @@ func TestSnakePath(t *testing.T) {
 func TestDecodeErrorsNameTheField(t *testing.T) {
 	cases := map[string]string{
 		`static_resources: {clusters: [{name: a, connect_timeout: 1s}, {name: b, connect_timeoot: 1s}]}`: `static_resources.clusters[1].connect_timeoot: unknown field "connect_timeoot"`,
-		`static_resources: {clusters: [{name: a, connect_timeout: soon}]}`:                                `static_resources.clusters[0].connect_timeout: invalid google.protobuf.Duration value "soon"`,
-		`admin: {address: {socket_address: {port_value: abc}}}`:                                           `admin.address.socket_address.port_value`,
+		`static_resources: {clusters: [{name: a, connect_timeout: soon}]}`:                               `static_resources.clusters[0].connect_timeout: invalid google.protobuf.Duration value "soon"`,
+		`admin: {address: {socket_address: {port_value: abc}}}`:                                          `admin.address.socket_address.port_value`,
 	}
 	for in, want := range cases {
 		_, err := Parse([]byte(in))

@@ -71,7 +71,7 @@ type serverConn struct {
 	s     stream
 
 	stopAbort func() bool
-	nreq  int
+	nreq      int
 }
 
 func (sc *serverConn) onDrain() {
