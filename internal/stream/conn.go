@@ -48,6 +48,15 @@ func (c *Config) ServeConn(ctx context.Context, nc net.Conn) {
 	sc.run()
 }
 
+// countBytes adds the bytes moved since the last call to the connection
+// manager's counters (after each request and at close).
+func (sc *serverConn) countBytes() {
+	st := sc.cfg.Stats
+	st.DownstreamCxRxBytes.Add(uint64(sc.dc.rx - sc.rxDone))
+	st.DownstreamCxTxBytes.Add(uint64(sc.dc.tx - sc.txDone))
+	sc.rxDone, sc.txDone = sc.dc.rx, sc.dc.tx
+}
+
 // abort unblocks whatever the connection is waiting on.
 func (sc *serverConn) abort() {
 	now := time.Now()
@@ -70,8 +79,9 @@ type serverConn struct {
 	cur   atomic.Pointer[upConn] // the upstream connection in use, for abort
 	s     stream
 
-	stopAbort func() bool
-	nreq      int
+	stopAbort      func() bool
+	rxDone, txDone int64 // bytes already added to the stats
+	nreq           int
 }
 
 func (sc *serverConn) onDrain() {
@@ -111,8 +121,7 @@ func (sc *serverConn) finish() {
 	sc.stopAbort()
 	st := sc.cfg.Stats
 	st.DownstreamCxActive.Dec()
-	st.DownstreamCxRxBytes.Add(uint64(sc.dc.rx))
-	st.DownstreamCxTxBytes.Add(uint64(sc.dc.tx))
+	sc.countBytes()
 	_ = sc.nc.Close()
 	sc.br.Release()
 	sc.w.release(sc.cfg.BufPool)

@@ -184,6 +184,7 @@ func (sc *serverConn) log(s *stream) {
 		st.DownstreamRqCompleted.Inc()
 	}
 	st.RecordResponse(s.status)
+	sc.countBytes()
 	d := time.Since(s.start)
 	st.DownstreamRqTime.Observe(d)
 	if len(sc.cfg.AccessLogs) == 0 {
