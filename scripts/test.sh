@@ -20,8 +20,8 @@ fi
 echo "== go vet"
 go vet ./...
 
-echo "== go test -race"
-go test -race -count=1 -timeout 25m ./...
+echo "== go test -race (the e2e suite also builds weft itself with -race)"
+WEFT_E2E_RACE=1 go test -race -count=1 -timeout 25m ./...
 
 echo "== fuzz (each target ${FUZZTIME})"
 # Every Fuzz* function beside a decoder or config parser gets a short run;
