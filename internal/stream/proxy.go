@@ -531,7 +531,6 @@ func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderO
 		sc.dc.streaming(cfg.StreamIdleTimeout, time.Time{})
 		uc.ic.streaming(cfg.StreamIdleTimeout, s.deadline)
 		defer sc.dc.streaming(0, time.Time{})
-		defer uc.ic.streaming(0, time.Time{})
 		br := uc.br.Body(resp.ContentLength, upChunked && !untilEOF, untilEOF)
 		if untilEOF && chunkOut {
 			cw := http1.NewChunkedWriter(&sc.w)
@@ -542,6 +541,9 @@ func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderO
 		} else {
 			n, err = br.CopyTo(&sc.w, chunkOut && !untilEOF)
 		}
+		// Not deferred: uc may go back to the pool below, and another
+		// stream may take it before this function returns.
+		uc.ic.streaming(0, time.Time{})
 		s.bytesOut = n
 	}
 	if err == nil {

@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runWeft runs the weft binary with args and returns its combined output
+// and exit code.
+func runWeft(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, weftBin, args...).CombinedOutput()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return string(out), ee.ExitCode()
+		}
+		t.Fatalf("weft %v: %v", args, err)
+	}
+	return string(out), 0
+}
+
+func TestCLIVersion(t *testing.T) {
+	t.Parallel()
+	out, code := runWeft(t, "version")
+	if code != 0 || !regexp.MustCompile(`^weft \S+\n$`).MatchString(out) {
+		t.Errorf("weft version: exit %d, output %q", code, out)
+	}
+}
+
+func TestCLIValidate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", bootstrap(t, []M{httpListener(t, "http", hcmConfig{Routes: routeTo("a")})}, staticCluster("a", 8080)))
+	out, code := runWeft(t, "validate", "-c", good)
+	if code != 0 || !strings.Contains(out, "OK") {
+		t.Errorf("validate good config: exit %d: %s", code, out)
+	}
+
+	example, err := filepath.Abs("../../examples/http/front-proxy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runWeft(t, "validate", "-c", example); code != 0 {
+		t.Errorf("validate %s: exit %d: %s", example, code, out)
+	}
+
+	// A route naming a missing cluster is refused with its field path.
+	bad := write("bad.yaml", bootstrap(t, []M{httpListener(t, "http", hcmConfig{Routes: routeTo("missing")})}, staticCluster("a", 8080)))
+	out, code = runWeft(t, "validate", "-c", bad)
+	if code == 0 || !strings.Contains(out, `unknown cluster "missing"`) || !strings.Contains(out, "static_resources.listeners[0]") {
+		t.Errorf("validate bad config: exit %d: %s", code, out)
+	}
+	// start refuses it too, without binding anything.
+	out, code = runWeft(t, "start", "-c", bad, "--admin-address", "-")
+	if code == 0 || !strings.Contains(out, `unknown cluster "missing"`) {
+		t.Errorf("start with a bad config: exit %d: %s", code, out)
+	}
+	if out, code := runWeft(t, "validate", "-c", filepath.Join(dir, "nope.yaml")); code == 0 {
+		t.Errorf("validate a missing file: exit 0: %s", out)
+	}
+}
