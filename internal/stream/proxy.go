@@ -237,7 +237,11 @@ func (sc *serverConn) readBody(s *stream) (*[]byte, error) {
 		b = &nb
 	}
 	*b = (*b)[:n]
-	if _, err := io.ReadFull(sc.br.Body(s.req.ContentLength, false, false), *b); err != nil {
+	sc.dc.streaming(sc.cfg.StreamIdleTimeout, time.Time{})
+	_, err := io.ReadFull(sc.br.Body(s.req.ContentLength, false, false), *b)
+	sc.dc.streaming(0, time.Time{})
+	if err != nil {
+		sc.cfg.BufPool.Put(b)
 		return nil, err
 	}
 	s.bytesIn = int64(n)
@@ -291,7 +295,7 @@ again:
 	host.Stats().Requests.Inc()
 
 	// Head and a small body go out in one write.
-	_ = pc.SetWriteDeadline(network.Deadline(time.Now(), sc.cfg.StreamIdleTimeout))
+	uc.ic.streaming(sc.cfg.StreamIdleTimeout, time.Time{}) // each write refreshes its deadline
 	w := &sc.uw
 	w.w = &uc.ic
 	hb := w.grab(sc.cfg.BufPool)
@@ -312,14 +316,12 @@ again:
 		}
 		var n int64
 		sc.dc.streaming(sc.cfg.StreamIdleTimeout, time.Time{})
-		uc.ic.streaming(sc.cfg.StreamIdleTimeout, time.Time{})
 		n, err = sc.br.Body(s.req.ContentLength, s.req.Chunked, false).CopyTo(w, s.req.Chunked)
 		s.bytesIn += n
 		if err == nil {
 			err = w.Flush()
 		}
 		sc.dc.streaming(0, time.Time{})
-		uc.ic.streaming(0, time.Time{})
 		if err == nil {
 			*bodyPending = false
 		} else if uc.ic.writeErr == nil {
@@ -337,6 +339,7 @@ again:
 		}
 	}
 	w.release(sc.cfg.BufPool)
+	uc.ic.streaming(0, time.Time{})
 	if err != nil {
 		sc.dropUp(uc)
 		if reused && replayable && !stale && isStale(err) {
@@ -373,7 +376,9 @@ again:
 		cl.Stats().UpstreamResets.Inc()
 		return nil, failReset
 	}
-	_ = pc.SetReadDeadline(deadline)
+	if !tryDeadline.Equal(deadline) {
+		_ = pc.SetReadDeadline(deadline)
+	}
 	s.hasResp = true
 	if rt.RetryPolicy != nil && try < int(rt.RetryPolicy.NumRetries) && rt.RetryPolicy.RetriableStatus(s.resp.Status) {
 		return uc, failRetryable
@@ -512,7 +517,10 @@ func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderO
 	if upgrade {
 		keep = false
 	}
-	_ = sc.nc.SetWriteDeadline(network.Deadline(time.Now(), cfg.StreamIdleTimeout))
+	// Every downstream write of the response (head included) refreshes
+	// the stream idle deadline: a client that stops reading is cut.
+	sc.dc.streaming(cfg.StreamIdleTimeout, time.Time{})
+	defer sc.dc.streaming(0, time.Time{})
 	b := sc.w.grab(cfg.BufPool)
 	b = resp.AppendTo(b, s.req.Minor, !keep || sc.state.Load() == stateClosing)
 	*sc.w.buf = b
@@ -528,9 +536,7 @@ func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderO
 	var err error
 	var n int64
 	if !noBody {
-		sc.dc.streaming(cfg.StreamIdleTimeout, time.Time{})
 		uc.ic.streaming(cfg.StreamIdleTimeout, s.deadline)
-		defer sc.dc.streaming(0, time.Time{})
 		br := uc.br.Body(resp.ContentLength, upChunked && !untilEOF, untilEOF)
 		if untilEOF && chunkOut {
 			cw := http1.NewChunkedWriter(&sc.w)

@@ -68,8 +68,7 @@ func upConnOf(pc *pool.Conn, bp *http1.BufPool) *upConn {
 func (sc *serverConn) putUp(uc *upConn) {
 	sc.cur.Store(nil)
 	uc.br.Release()
-	_ = uc.pc.SetDeadline(time.Time{})
-	uc.pc.Release(true)
+	uc.pc.Release(true) // deadlines stay: the next holder sets its own
 }
 
 // dropUp closes a connection whose state is unknown.

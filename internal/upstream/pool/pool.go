@@ -187,9 +187,10 @@ func (p *Pool) popIdle() (*Conn, error) {
 			c.timer.Stop()
 		}
 		p.mu.Unlock()
-		// Clear any deadline the last holder left: a past read deadline
-		// would make the peek fail.
-		if c.Conn.SetDeadline(time.Time{}) == nil && (time.Since(c.idleAt) < p.cfg.TrustIdle || c.alive()) {
+		// A recently idle conn is trusted as is (its holder sets its own
+		// deadlines). Before a peek, clear any deadline the last holder
+		// left: a past read deadline would make the peek fail.
+		if time.Since(c.idleAt) < p.cfg.TrustIdle || (c.Conn.SetDeadline(time.Time{}) == nil && c.alive()) {
 			return c, nil
 		}
 		p.mu.Lock()
