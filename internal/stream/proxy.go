@@ -555,6 +555,9 @@ func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderO
 	if err == nil {
 		err = sc.w.Flush()
 	}
+	// The write buffer goes back to the pool between responses: with many
+	// connections waiting on their upstreams, only the few writing hold one.
+	sc.w.release(cfg.BufPool)
 	if err != nil {
 		sc.dropUp(uc)
 		switch {
