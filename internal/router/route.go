@@ -1,6 +1,7 @@
 package router
 
 import (
+	"github.com/weftmesh/weft/internal/xxhash"
 	"regexp"
 	"strconv"
 	"strings"
@@ -534,7 +535,7 @@ func (r *Route) Hash(h api.HeaderMap, srcIP string) (key uint64, ok bool) {
 			}
 		}
 		if found {
-			n := xxhash64(v)
+			n := xxhash.Sum64(v, 0)
 			if ok {
 				key = (key<<1 | key>>63) ^ n
 			} else {

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"github.com/weftmesh/weft/internal/xxhash"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -298,15 +299,15 @@ virtual_hosts:
 		found bool
 	}{
 		{"nothing", multi, req(":path", "/multi"), "", 0, false},
-		{"header", multi, req(":path", "/multi", "x-user", "u1"), "", xxhash64("u1"), true},
-		{"source ip", multi, req(":path", "/multi"), "10.0.0.1", xxhash64("10.0.0.1"), true},
-		{"cookie", multi, req(":path", "/multi", "cookie", `a=b; session="s1"; c=d`), "", xxhash64("s1"), true},
-		{"query", multi, req(":path", "/multi?x=1&shard=7"), "", xxhash64("7"), true},
+		{"header", multi, req(":path", "/multi", "x-user", "u1"), "", xxh("u1"), true},
+		{"source ip", multi, req(":path", "/multi"), "10.0.0.1", xxh("10.0.0.1"), true},
+		{"cookie", multi, req(":path", "/multi", "cookie", `a=b; session="s1"; c=d`), "", xxh("s1"), true},
+		{"query", multi, req(":path", "/multi?x=1&shard=7"), "", xxh("7"), true},
 		{"all", multi, req(":path", "/multi?shard=7", "x-user", "u1", "cookie", "session=s1"), "1.2.3.4",
-			mix(xxhash64("u1"), xxhash64("s1"), xxhash64("1.2.3.4"), xxhash64("7")), true},
-		{"terminal stops", route("/terminal"), req("x-user", "u1"), "1.2.3.4", xxhash64("u1"), true},
-		{"terminal without value continues", route("/terminal"), req(), "1.2.3.4", xxhash64("1.2.3.4"), true},
-		{"header rewrite", route("/rewrite"), req("x-user", "alice-123"), "", xxhash64("alice"), true},
+			mix(xxh("u1"), xxh("s1"), xxh("1.2.3.4"), xxh("7")), true},
+		{"terminal stops", route("/terminal"), req("x-user", "u1"), "1.2.3.4", xxh("u1"), true},
+		{"terminal without value continues", route("/terminal"), req(), "1.2.3.4", xxh("1.2.3.4"), true},
+		{"header rewrite", route("/rewrite"), req("x-user", "alice-123"), "", xxh("alice"), true},
 		{"no policy", route("/"), req("x-user", "u1"), "1.2.3.4", 0, false},
 	}
 	for _, tt := range tests {
@@ -331,8 +332,8 @@ func TestXXHash64(t *testing.T) {
 		{"abc", 0x44bc2cf5ad770999},
 		{"Nobody inspects the spammish repetition", 0xfbcea83c8a378bf1},
 	} {
-		if got := xxhash64(tt.in); got != tt.want {
-			t.Errorf("xxhash64(%q) = %#x, want %#x", tt.in, got, tt.want)
+		if got := xxh(tt.in); got != tt.want {
+			t.Errorf("xxh(%q) = %#x, want %#x", tt.in, got, tt.want)
 		}
 	}
 }
@@ -479,3 +480,5 @@ virtual_hosts:
 }
 
 func contains(b []byte, s string) bool { return len(s) <= len(b) && string(b[len(b)-len(s):]) == s }
+
+func xxh(s string) uint64 { return xxhash.Sum64(s, 0) }

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"github.com/weftmesh/weft/internal/xxhash"
 	"math"
 	"slices"
 	"strconv"
@@ -55,7 +56,7 @@ func newRingHash(eps []Endpoint, minSize, maxSize uint64) *ringHash {
 			buf = append(buf[:0], e.Host.Address()...)
 			buf = append(buf, '_')
 			buf = strconv.AppendUint(buf, n, 10)
-			r.ring = append(r.ring, ringEntry{hash: Hash64(buf, 0), host: uint32(i)})
+			r.ring = append(r.ring, ringEntry{hash: xxhash.Sum64(buf, 0), host: uint32(i)})
 		}
 	}
 	slices.SortFunc(r.ring, func(a, b ringEntry) int {
@@ -126,8 +127,8 @@ func newMaglev(eps []Endpoint, m uint64) *maglev {
 	for i, e := range eps {
 		addr := []byte(e.Host.Address())
 		entries[i] = entry{
-			pos:  Hash64(addr, 0) % m,
-			skip: Hash64(addr, 1)%(m-1) + 1,
+			pos:  xxhash.Sum64(addr, 0) % m,
+			skip: xxhash.Sum64(addr, 1)%(m-1) + 1,
 			w:    ws[i],
 		}
 		maxW = max(maxW, ws[i])

@@ -64,30 +64,6 @@ func indexOf(eps []Endpoint, h api.Host) int {
 	return -1
 }
 
-func TestHash64Vectors(t *testing.T) {
-	tests := []struct {
-		in   string
-		seed uint64
-		want uint64
-	}{
-		{"", 0, 0xef46db3751d8e999},
-		{"", 1, 0xd5afba1336a3be4b},
-		{"a", 0, 0xd24ec4f1a98c6e5b},
-		{"abc", 0, 0x44bc2cf5ad770999},
-		{"abc", 12345, 0x01700e64f6f23509},
-		{"0123456789abcdef0123456789abcdef", 0, 0x642a94958e71e6c5},
-		{"Nobody inspects the spammish repetition", 0, 0xfbcea83c8a378bf1},
-		{"Nobody inspects the spammish repetition", 123, 0xa8ba45551f24b7ae},
-		{"The quick brown fox jumps over the lazy dog", 0, 0x0b242d361fda71bc},
-		{"The quick brown fox jumps over the lazy dog.", 0, 0x44ad33705751ad73},
-	}
-	for _, tt := range tests {
-		if got := Hash64([]byte(tt.in), tt.seed); got != tt.want {
-			t.Errorf("Hash64(%q, %d) = %#x, want %#x", tt.in, tt.seed, got, tt.want)
-		}
-	}
-}
-
 // share picks n times and returns each endpoint's share of the picks.
 func share(t *testing.T, b Balancer, eps []Endpoint, n int, ctx func(i int) api.LBContext) []float64 {
 	t.Helper()

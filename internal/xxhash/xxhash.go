@@ -1,11 +1,12 @@
-package lb
+// Package xxhash is XXH64, the hash Envoy uses for hash policies, ring-hash
+// and Maglev host placement, so keys land where they would in Envoy. It is
+// ours rather than a dependency because it is sixty lines of arithmetic
+// and the hot path wants it on strings and byte slices without conversion
+// or allocation.
+package xxhash
 
-import (
-	"encoding/binary"
-	"math/bits"
-)
+import "math/bits"
 
-// xxHash64 primes (https://github.com/Cyan4973/xxHash, XXH64).
 const (
 	prime1 uint64 = 11400714785074694791
 	prime2 uint64 = 14029467366897019727
@@ -14,10 +15,8 @@ const (
 	prime5 uint64 = 2870177450012600261
 )
 
-// Hash64 is XXH64 of b with seed, the hash Envoy uses for ring-hash and
-// Maglev host placement. It is implemented here to keep the module free of
-// a dependency for sixty lines of arithmetic.
-func Hash64(b []byte, seed uint64) uint64 {
+// Sum64 is XXH64 of b with seed.
+func Sum64[T string | []byte](b T, seed uint64) uint64 {
 	n := len(b)
 	var h uint64
 	if n >= 32 {
@@ -26,10 +25,10 @@ func Hash64(b []byte, seed uint64) uint64 {
 		v3 := seed
 		v4 := seed - prime1
 		for len(b) >= 32 {
-			v1 = round(v1, binary.LittleEndian.Uint64(b[0:8]))
-			v2 = round(v2, binary.LittleEndian.Uint64(b[8:16]))
-			v3 = round(v3, binary.LittleEndian.Uint64(b[16:24]))
-			v4 = round(v4, binary.LittleEndian.Uint64(b[24:32]))
+			v1 = round(v1, le64(b, 0))
+			v2 = round(v2, le64(b, 8))
+			v3 = round(v3, le64(b, 16))
+			v4 = round(v4, le64(b, 24))
 			b = b[32:]
 		}
 		h = bits.RotateLeft64(v1, 1) + bits.RotateLeft64(v2, 7) +
@@ -43,11 +42,11 @@ func Hash64(b []byte, seed uint64) uint64 {
 	}
 	h += uint64(n)
 	for ; len(b) >= 8; b = b[8:] {
-		h ^= round(0, binary.LittleEndian.Uint64(b[:8]))
+		h ^= round(0, le64(b, 0))
 		h = bits.RotateLeft64(h, 27)*prime1 + prime4
 	}
 	if len(b) >= 4 {
-		h ^= uint64(binary.LittleEndian.Uint32(b[:4])) * prime1
+		h ^= uint64(le32(b, 0)) * prime1
 		h = bits.RotateLeft64(h, 23)*prime2 + prime3
 		b = b[4:]
 	}
@@ -72,4 +71,13 @@ func round(acc, in uint64) uint64 {
 func mergeRound(acc, v uint64) uint64 {
 	acc ^= round(0, v)
 	return acc*prime1 + prime4
+}
+
+func le64[T string | []byte](b T, i int) uint64 {
+	return uint64(b[i]) | uint64(b[i+1])<<8 | uint64(b[i+2])<<16 | uint64(b[i+3])<<24 |
+		uint64(b[i+4])<<32 | uint64(b[i+5])<<40 | uint64(b[i+6])<<48 | uint64(b[i+7])<<56
+}
+
+func le32[T string | []byte](b T, i int) uint32 {
+	return uint32(b[i]) | uint32(b[i+1])<<8 | uint32(b[i+2])<<16 | uint32(b[i+3])<<24
 }
