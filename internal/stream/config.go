@@ -79,6 +79,7 @@ type Config struct {
 	Log        *slog.Logger
 
 	routeStatsMap *sync.Map                   // *router.Route -> *stats.RouteStats
+	latencyMap    *sync.Map                   // cluster name -> *stats.Histogram
 	mkPool        func(api.Host) api.ConnPool // c.newPool, bound once: a method value per request would allocate
 }
 
@@ -110,6 +111,7 @@ func (c *Config) defaults() {
 func New(c Config) *Config {
 	c.defaults()
 	c.routeStatsMap = &sync.Map{}
+	c.latencyMap = &sync.Map{}
 	cp := &c
 	cp.mkPool = cp.newPool
 	return cp

@@ -289,6 +289,7 @@ again:
 	}
 	uc := upConnOf(pc, sc.cfg.BufPool)
 	sc.cur.Store(uc)
+	s.upStart = time.Now()
 	uc.ic.clearErrs()
 	sc.dc.clearErrs()
 	cl.Stats().UpstreamRequests.Inc()
@@ -574,6 +575,7 @@ func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderO
 		return false
 	}
 	cl.Stats().BytesReceived.Add(uint64(n))
+	cfg.clusterLatency(cl.Name()).Observe(time.Since(s.upStart))
 	if upKeep {
 		sc.putUp(uc)
 	} else {

@@ -33,6 +33,7 @@ type stream struct {
 	respAt   time.Time
 	failure  string
 	deadline time.Time // the route timeout's deadline for the upstream response
+	upStart  time.Time // when the last try got its upstream connection
 	hashKey  uint64
 	hasHash  bool
 	entry    accesslog.Entry

@@ -34,6 +34,16 @@ func (c *Config) newPool(h api.Host) api.ConnPool {
 // connection turns out closed.
 const trustIdle = 250 * time.Millisecond
 
+// clusterLatency returns the upstream request time histogram of a
+// cluster, cached like routeStats.
+func (c *Config) clusterLatency(name string) *stats.Histogram {
+	if v, ok := c.latencyMap.Load(name); ok {
+		return v.(*stats.Histogram)
+	}
+	v, _ := c.latencyMap.LoadOrStore(name, c.Store.ClusterLatency(name))
+	return v.(*stats.Histogram)
+}
+
 // routeStats returns the stats handle of rt, created on its first request
 // (a lock-free sync.Map hit afterwards).
 func (c *Config) routeStats(rt *router.Route) *stats.RouteStats {

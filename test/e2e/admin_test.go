@@ -69,6 +69,9 @@ func TestAdmin(t *testing.T) {
 		if v := promValue(body, "weft_http_downstream_rq_time_seconds_count", "stat_prefix=ingress"); v != 4 {
 			t.Errorf("weft_http_downstream_rq_time_seconds_count = %v, want 4", v)
 		}
+		if v := promValue(body, "weft_cluster_upstream_rq_time_seconds_count", "cluster=a"); v != 4 {
+			t.Errorf("weft_cluster_upstream_rq_time_seconds_count = %v, want 4", v)
+		}
 	})
 
 	// Stats a connection manager exports that must move after four
