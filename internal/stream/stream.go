@@ -3,12 +3,12 @@ package stream
 import (
 	"context"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/internal/accesslog"
 	"github.com/weftmesh/weft/internal/codec/http1"
+	"github.com/weftmesh/weft/internal/network"
 	"github.com/weftmesh/weft/internal/router"
 )
 
@@ -164,16 +164,9 @@ func (sc *serverConn) localReply(s *stream, status int, body string, closeConn b
 		_, _ = sc.w.Write([]byte(body))
 	}
 	s.respAt = time.Now()
-	_ = sc.nc.SetWriteDeadline(network0(s.respAt, sc.cfg.StreamIdleTimeout))
+	_ = sc.nc.SetWriteDeadline(network.Deadline(s.respAt, sc.cfg.StreamIdleTimeout))
 	_ = sc.w.Flush()
 	s.bytesOut += int64(len(body))
-}
-
-func network0(now time.Time, d time.Duration) time.Time {
-	if d <= 0 {
-		return time.Time{}
-	}
-	return now.Add(d)
 }
 
 // log records the stream in stats and access logs.
@@ -224,5 +217,3 @@ func (sc *serverConn) log(s *stream) {
 		l.Log(e)
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
