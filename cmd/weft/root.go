@@ -92,8 +92,12 @@ func newValidate() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			b, err := config.Load(file)
+			var warnings []string
 			if err == nil {
-				err = app.Check(b)
+				warnings, err = app.Check(b)
+			}
+			for _, w := range warnings {
+				fmt.Fprintln(os.Stderr, "warning:", w)
 			}
 			if err != nil {
 				printConfigErrors(err)

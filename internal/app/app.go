@@ -115,8 +115,9 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 }
 
 // Check builds everything in b without binding a port or starting a
-// goroutine that outlives it: what `weft validate` runs.
-func Check(b *bootstrapv3.Bootstrap) error {
+// goroutine that outlives it: what `weft validate` runs. It returns the
+// warnings of an accepted config too.
+func Check(b *bootstrapv3.Bootstrap) (warnings []string, err error) {
 	errs := &config.Errors{}
 	for i, c := range b.GetStaticResources().GetClusters() {
 		if err := upstream.Validate(c); err != nil {
@@ -127,11 +128,14 @@ func Check(b *bootstrapv3.Bootstrap) error {
 	for _, c := range b.GetStaticResources().GetClusters() {
 		known[c.GetName()] = true
 	}
-	_, err := parseListeners(b.GetStaticResources().GetListeners(), known)
-	if err != nil {
-		errs.AddErr("", err)
+	parsed, perr := parseListeners(b.GetStaticResources().GetListeners(), known)
+	if perr != nil {
+		errs.AddErr("", perr)
 	}
-	return errs.Err()
+	for _, pl := range parsed {
+		warnings = append(warnings, pl.warnings()...)
+	}
+	return warnings, errs.Err()
 }
 
 // Start serves every listener.

@@ -20,6 +20,13 @@ type ClusterReferrer interface {
 	ClusterRefs() []string
 }
 
+// Warner is implemented by parsed filter configs that accepted something
+// with a warning (an unknown optional http filter skipped, a field
+// ignored), so `weft validate` can show it too.
+type Warner interface {
+	Warnings() []string
+}
+
 // inspectors are listener filters that only inspect the first bytes; Weft
 // does its own detection, so they are accepted and skipped.
 var inspectors = map[string]bool{
@@ -43,6 +50,25 @@ type parsedListener struct {
 	pb       *listenerv3.Listener
 	chains   []parsedChain
 	fallback *parsedChain
+}
+
+// warnings lists what the listener's filters accepted with a warning.
+func (pl parsedListener) warnings() []string {
+	var out []string
+	chains := pl.chains
+	if pl.fallback != nil {
+		chains = append(chains[:len(chains):len(chains)], *pl.fallback)
+	}
+	for _, c := range chains {
+		for _, f := range c.filters {
+			if w, ok := f.parsed.(Warner); ok {
+				for _, m := range w.Warnings() {
+					out = append(out, "listener "+pl.pb.GetName()+": "+m)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // parseListeners parses and validates every listener's filter chains

@@ -312,6 +312,9 @@ func TestBadConfigOptionalHTTPFilterAccepted(t *testing.T) {
 	if !exited || code != 0 {
 		t.Fatalf("validate: exit %d (exited %v)\nstdout: %s\nstderr: %s", code, exited, stdout, stderr)
 	}
+	if !strings.Contains(stderr, "warning:") || !strings.Contains(stderr, "envoy.filters.http.nope") {
+		t.Errorf("validate accepted the optional filter without a warning naming it:\n%s", stderr)
+	}
 	w := startWeft(t, cfg)
 	waitFor(t, 5*time.Second, "a warning about the skipped filter", func() bool {
 		out := w.Output()

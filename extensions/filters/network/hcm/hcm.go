@@ -229,6 +229,9 @@ type terminal struct{ h api.ConnHandler }
 // Chain implements api.NetworkFilter; the connection manager is terminal.
 func (t terminal) Chain(api.ConnHandler) api.ConnHandler { return t.h }
 
+// Warnings lists what Parse accepted with a warning.
+func (p *parsed) Warnings() []string { return p.warnings }
+
 // ClusterRefs lists the clusters the route table names, so a static config
 // that routes to a missing cluster is refused at load time.
 func (p *parsed) ClusterRefs() []string {
