@@ -19,11 +19,11 @@ func newDemo() *cobra.Command {
 		Short: "Start a small local mesh on loopback with sample services, sidecars and load",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, _, err := newLogger(level)
+			log, lv, err := newLogger(level)
 			if err != nil {
 				return err
 			}
-			o.Logger = log
+			o.Logger, o.LogLevel = log, lv
 			o.Out = cmd.OutOrStdout()
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 			defer stop()

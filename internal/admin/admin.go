@@ -126,6 +126,9 @@ func (s *Server) Handler() http.Handler { return http.NewCrossOriginProtection()
 // Registry returns the Prometheus registry behind /stats/prometheus.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
 
+// SetDraining makes /ready answer 503 DRAINING from now on (shutdown).
+func (s *Server) SetDraining() { s.hcFailed.Store(true) }
+
 // HealthCheckFailed reports whether /healthcheck/fail is in force.
 func (s *Server) HealthCheckFailed() bool { return s.hcFailed.Load() }
 

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/accesslog"
 	"github.com/weftmesh/weft/internal/admin"
 	"github.com/weftmesh/weft/internal/codec/http1"
 	"github.com/weftmesh/weft/internal/config"
@@ -46,6 +47,7 @@ type App struct {
 	log       *slog.Logger
 	store     *stats.Store
 	bufs      *http1.BufPool
+	logs      *accesslog.Set
 	clusters  *upstream.Manager
 	listeners []*listener.Listener
 	admin     *admin.Server
@@ -66,7 +68,7 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 	if opts.DrainTimeout == 0 {
 		opts.DrainTimeout = DefaultDrainTimeout
 	}
-	a := &App{opts: opts, boot: b, log: opts.Logger, store: stats.NewStore(), bufs: http1.NewBufPool(8 << 10)}
+	a := &App{opts: opts, boot: b, log: opts.Logger, store: stats.NewStore(), bufs: http1.NewBufPool(8 << 10), logs: accesslog.NewSet()}
 	defer func() {
 		if err != nil {
 			a.closeAll()
@@ -174,6 +176,9 @@ func (a *App) Shutdown(ctx context.Context) {
 	a.mu.Lock()
 	a.draining = true
 	a.mu.Unlock()
+	if a.admin != nil {
+		a.admin.SetDraining()
+	}
 	for _, l := range a.listeners {
 		l.Drain()
 	}
@@ -205,6 +210,9 @@ func (a *App) closeAll() {
 	}
 	if a.clusters != nil {
 		a.clusters.Close()
+	}
+	if err := a.logs.Close(); err != nil {
+		a.log.Warn("closing access logs", "err", err)
 	}
 }
 
@@ -241,6 +249,8 @@ func (b *buildContext) Service(target any) bool {
 		*t = b.a.store
 	case **http1.BufPool:
 		*t = b.a.bufs
+	case **accesslog.Set:
+		*t = b.a.logs
 	default:
 		return false
 	}

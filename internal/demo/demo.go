@@ -32,7 +32,8 @@ type Options struct {
 	RPS       int       // background load through the mesh; 0 disables
 	Out       io.Writer // where the banner goes
 	Logger    *slog.Logger
-	Dir       string // where configs and access logs are written
+	LogLevel  *slog.LevelVar // shared by the sidecars, so /logging changes them
+	Dir       string         // where configs and access logs are written
 }
 
 type routeSpec struct{ Name, Prefix, Cluster string }
@@ -133,7 +134,7 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return fmt.Errorf("demo config %s: %w", sp.Name, err)
 		}
-		a, err := app.New(b, app.Options{Logger: o.Logger.With("sidecar", sp.Name), DrainTimeout: 2 * time.Second})
+		a, err := app.New(b, app.Options{Logger: o.Logger.With("sidecar", sp.Name), LogLevel: o.LogLevel, DrainTimeout: 2 * time.Second})
 		if err != nil {
 			return fmt.Errorf("%s: %w (is another demo running? try --base-port)", sp.Name, err)
 		}

@@ -54,6 +54,8 @@ func (sc *serverConn) handle(s *stream) bool {
 	defer sc.log(s)
 	keep := !req.Close && sc.state.Load() != stateClosing
 	bodyPending := req.ContentLength > 0 || req.Chunked
+	cfg.Stats.DownstreamRqActive.Inc()
+	defer cfg.Stats.DownstreamRqActive.Dec()
 
 	for _, f := range cfg.Filters {
 		if f.OnRequest(s) == api.Stop || s.replied {
@@ -129,6 +131,9 @@ func (sc *serverConn) handle(s *stream) bool {
 		defer cfg.BufPool.Put(body)
 		bodyPending = false
 	}
+	// Only a request whose body is held (or that has none) may be sent
+	// twice; a streamed body is gone once it went upstream.
+	replayable := !bodyPending
 	if len(rt.MirrorPolicies) > 0 && !bodyPending {
 		sc.mirror(s, rt, body)
 	}
@@ -146,7 +151,8 @@ func (sc *serverConn) handle(s *stream) bool {
 		if res == okResponse {
 			return sc.respond(s, cl, respOps, uc, keep)
 		}
-		if try < retries && sc.retriable(s, rt, res, bodyPending) && cl.TryAcquire(api.ResRetries) {
+		if try < retries && replayable && sc.retriable(s, rt, res) && cl.TryAcquire(api.ResRetries) {
+			cfg.routeStats(rt).Retries.Inc()
 			cl.Stats().UpstreamRetries.Inc()
 			sleepBackoff(rt.RetryPolicy, try, deadline)
 			cl.Release(api.ResRetries)
@@ -407,9 +413,9 @@ func isUpstreamErr(err error, pc net.Conn) bool {
 // overflow, an explicit retriable status) are retried for any method;
 // resets and timeouts after the request went out are retried only for
 // idempotent methods.
-func (sc *serverConn) retriable(s *stream, rt *router.Route, f failure, bodyPending bool) bool {
+func (sc *serverConn) retriable(s *stream, rt *router.Route, f failure) bool {
 	rp := rt.RetryPolicy
-	if rp == nil || bodyPending {
+	if rp == nil {
 		return false
 	}
 	switch f {
@@ -464,11 +470,13 @@ func (sc *serverConn) failReply(s *stream, cl api.Cluster, f failure, bodyPendin
 		s.flag(api.FlagUpstreamOverflow)
 		sc.localReply(s, 503, "upstream connect error or disconnect/reset before headers. reset reason: overflow", bodyPending)
 	case failConnect:
-		s.flag(api.FlagUpstreamConnectFailure)
-		cl.Stats().UpstreamConnFailure.Inc()
+		s.flag(api.FlagUpstreamConnectFailure) // Host.Dial counted the failure
 		sc.localReply(s, 503, "upstream connect error or disconnect/reset before headers. reset reason: connection failure", bodyPending)
 	case failTimeout:
 		s.flag(api.FlagUpstreamRequestTimeout)
+		if s.route != nil {
+			sc.cfg.routeStats(s.route).Timeouts.Inc()
+		}
 		sc.localReply(s, 504, "upstream request timeout", bodyPending)
 	case failProtocol:
 		s.flag(api.FlagUpstreamProtocol)

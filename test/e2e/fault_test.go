@@ -40,8 +40,8 @@ func TestFaultAbort(t *testing.T) {
 		t.Errorf("aborted requests reached the upstream %d times", up.Hits())
 	}
 	waitAccessLog(t, log, 5*time.Second, "/abort/19 418 FI")
-	if v := w.metricValue("weft_http_fault_aborts_injected", "listener=http"); v != 20 {
-		t.Errorf("weft_http_fault_aborts_injected = %v, want 20", v)
+	if v := w.metricValue("weft_http_fault_aborts_injected_total", "listener=http"); v != 20 {
+		t.Errorf("weft_http_fault_aborts_injected_total = %v, want 20", v)
 	}
 }
 

@@ -215,8 +215,8 @@ func TestConnectionLimit(t *testing.T) {
 	if accepted.Load() != 2 {
 		t.Errorf("upstream accepted %d connections, want 2", accepted.Load())
 	}
-	if v := w.metricValue("weft_connection_limit_limited_connections", "stat_prefix=cl"); v < 1 {
-		t.Errorf("weft_connection_limit_limited_connections = %v, want >= 1", v)
+	if v := w.metricValue("weft_connection_limit_limited_connections_total", "stat_prefix=cl"); v < 1 {
+		t.Errorf("weft_connection_limit_limited_connections_total = %v, want >= 1", v)
 	}
 	// The first two still work.
 	if got, err := roundTrip(c2, []byte("still")); err != nil || string(got) != "still" {

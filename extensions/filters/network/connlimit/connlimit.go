@@ -57,7 +57,7 @@ func (factory) Build(parsed any, bc api.BuildContext) (api.NetworkFilter, error)
 	f := &filter{cfg: c}
 	var store *stats.Store
 	if bc.Service(&store) {
-		f.limited = store.Counter("weft_connection_limit_limited_connections", "Connections closed by the connection limit.", "stat_prefix", c.statPrefix)
+		f.limited = store.Counter("weft_connection_limit_limited_connections_total", "Connections closed by the connection limit.", "stat_prefix", c.statPrefix)
 		f.active = store.Gauge("weft_connection_limit_active_connections", "Connections counted by the connection limit.", "stat_prefix", c.statPrefix)
 	} else {
 		f.limited, f.active = &api.Counter{}, &api.Gauge{}

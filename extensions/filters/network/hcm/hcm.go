@@ -214,7 +214,7 @@ func (factory) Build(pa any, bc api.BuildContext) (api.NetworkFilter, error) {
 		c.Filters = append(c.Filters, sf)
 	}
 	for i, al := range p.pb.GetAccessLog() {
-		l, err := accesslog.FromConfig(al)
+		l, err := accesslog.ForBuild(bc, al)
 		if err != nil {
 			return nil, fmt.Errorf("access_log[%d]: %w", i, err)
 		}

@@ -86,6 +86,11 @@ func (factory) Parse(b []byte, typeURL string) (any, error) {
 	if pb.GetTunnelingConfig() != nil {
 		return nil, fmt.Errorf("tunneling_config: not supported")
 	}
+	for i, al := range pb.GetAccessLog() {
+		if _, err := accesslog.Check(al); err != nil {
+			return nil, fmt.Errorf("access_log[%d]: %w", i, err)
+		}
+	}
 	return c, nil
 }
 
@@ -94,7 +99,7 @@ func (factory) Build(parsed any, bc api.BuildContext) (api.NetworkFilter, error)
 	c := parsed.(*config)
 	p := &proxy{cfg: c, cm: bc.Clusters(), log: bc.Logger()}
 	for i, al := range c.pb.GetAccessLog() {
-		l, err := accesslog.FromConfig(al)
+		l, err := accesslog.ForBuild(bc, al)
 		if err != nil {
 			return nil, fmt.Errorf("access_log[%d]: %w", i, err)
 		}
@@ -129,6 +134,7 @@ func (p *proxy) pickCluster() string {
 
 // ServeConn implements api.ConnHandler.
 func (p *proxy) ServeConn(ctx context.Context, down net.Conn) {
+	defer down.Close() // every path, failures included: the handler owns the connection
 	start := time.Now()
 	e := accesslog.Entry{Start: start, Protocol: "tcp", Downstream: down.RemoteAddr(), DownstreamLocal: down.LocalAddr()}
 	defer func() {
@@ -144,11 +150,14 @@ func (p *proxy) ServeConn(ctx context.Context, down net.Conn) {
 		e.Flags = api.FlagNoClusterFound
 		return
 	}
-	if !cl.TryAcquire(api.ResRequests) { // one proxied connection is one request; counts its overflow
+	if !cl.TryAcquire(api.ResConnections) {
+		// Here a full connection budget sheds the connection (nothing
+		// waits), so it counts as an overflow.
+		cl.Stats().Overflow.Inc()
 		e.Flags = api.FlagUpstreamOverflow
 		return
 	}
-	defer cl.Release(api.ResRequests)
+	defer cl.Release(api.ResConnections)
 	var up net.Conn
 	var err error
 	for attempt := 0; attempt < p.cfg.maxAttempts; attempt++ {

@@ -129,8 +129,8 @@ func (factory) Build(parsed any, bc api.BuildContext) (api.StreamFilter, error) 
 	f := &Filter{cfg: parsed.(*Config)}
 	var store *stats.Store
 	if bc != nil && bc.Service(&store) {
-		f.delays = store.Counter("weft_http_fault_delays_injected", "Requests delayed by the fault filter.", "listener", bc.Listener())
-		f.aborts = store.Counter("weft_http_fault_aborts_injected", "Requests aborted by the fault filter.", "listener", bc.Listener())
+		f.delays = store.Counter("weft_http_fault_delays_injected_total", "Requests delayed by the fault filter.", "listener", bc.Listener())
+		f.aborts = store.Counter("weft_http_fault_aborts_injected_total", "Requests aborted by the fault filter.", "listener", bc.Listener())
 	} else {
 		f.delays, f.aborts = &api.Counter{}, &api.Counter{}
 	}

@@ -1,0 +1,207 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestTCPProxyDeadUpstreamClosesClient: when tcp_proxy cannot reach its
+// upstream the client connection is closed (not left hanging), and a
+// SIGTERM afterwards still stops weft promptly.
+func TestTCPProxyDeadUpstreamClosesClient(t *testing.T) {
+	t.Parallel()
+	cfg := fmt.Sprintf(`
+admin: { address: { socket_address: { address: 127.0.0.1, port_value: 0 } } }
+static_resources:
+  listeners:
+  - name: tcp
+    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          cluster: dead
+  clusters:
+  - name: dead
+    type: STATIC
+    connect_timeout: 0.5s
+    load_assignment:
+      cluster_name: dead
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } } }] }]
+`, deadPort(t))
+	w := startWeft(t, cfg, "--drain-timeout", "3s")
+	c, err := net.Dial("tcp", w.Listener("tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("client read: %v, want EOF once the upstream connect failed", err)
+	}
+	start := time.Now()
+	w.Signal(syscall.SIGTERM)
+	if !w.Wait(2 * time.Second) {
+		t.Fatalf("weft still running %v after SIGTERM (a connection was leaked)", time.Since(start))
+	}
+}
+
+// TestRetryStreamedBodyNotReplayed: a body too large to hold for a retry
+// streams upstream once; a retriable 503 then goes to the client as is
+// instead of a retry that would send the head without the body.
+func TestRetryStreamedBodyNotReplayed(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int64
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		n, _ := io.Copy(io.Discard, r.Body)
+		w.Header().Set("x-got", fmt.Sprint(n))
+		w.WriteHeader(503)
+	}))
+	cfg := fmt.Sprintf(`
+admin: { address: { socket_address: { address: 127.0.0.1, port_value: 0 } } }
+static_resources:
+  listeners:
+  - name: http
+    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: http
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: up, timeout: 3s, retry_policy: { retry_on: 5xx, num_retries: 2 } }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: up
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } } }] }]
+`, up.Port)
+	w := startWeft(t, cfg)
+	body := bytes.Repeat([]byte("x"), 200<<10) // over the 64 KiB retry buffer
+	start := time.Now()
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Post("http://"+w.Listener("http")+"/upload", "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("x-got") != fmt.Sprint(len(body)) {
+		t.Fatalf("status %d x-got %q after %v; want the upstream's 503 for the whole body", resp.StatusCode, resp.Header.Get("x-got"), time.Since(start))
+	}
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("upstream hit %d times; a streamed body must not be retried", n)
+	}
+	// A small body is held and retried.
+	hits.Store(0)
+	resp, err = (&http.Client{Timeout: 10 * time.Second}).Post("http://"+w.Listener("http")+"/small", "text/plain", strings.NewReader("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if n := hits.Load(); n != 3 || resp.Header.Get("x-got") != "5" {
+		t.Fatalf("small body: upstream hit %d times (want 3: 1 + 2 retries), last saw %q bytes", n, resp.Header.Get("x-got"))
+	}
+}
+
+// TestShutdownReadyAndAccessLogFlush: while draining, /ready says
+// DRAINING; access log lines written just before exit are on disk after.
+func TestShutdownReadyAndAccessLogFlush(t *testing.T) {
+	t.Parallel()
+	slow := make(chan struct{})
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-slow
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "access.log")
+	cfg := fmt.Sprintf(`
+admin: { address: { socket_address: { address: 127.0.0.1, port_value: 0 } } }
+static_resources:
+  listeners:
+  - name: http
+    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: http
+          access_log:
+          - name: file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: %s
+              log_format: { text_format_source: { inline_string: "%%REQ(:PATH)%% %%RESPONSE_CODE%%\n" } }
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [{ match: { prefix: "/" }, route: { cluster: up } }]
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: up
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } } }] }]
+`, logPath, up.Port)
+	w := startWeft(t, cfg, "--drain-timeout", "5s")
+	addr := w.Listener("http")
+	if code, _ := httpGet("http://" + addr + "/fast-before-exit"); code != 200 {
+		t.Fatalf("fast request: %d", code)
+	}
+	done := make(chan int, 1)
+	go func() { code, _ := httpGet("http://" + addr + "/slow"); done <- code }()
+	waitFor(t, 5*time.Second, "the slow request to reach the upstream", func() bool {
+		return w.metricValue("weft_http_downstream_rq_active", "stat_prefix=http") == 1
+	})
+	w.Signal(syscall.SIGTERM)
+	waitFor(t, 3*time.Second, "/ready to say DRAINING", func() bool {
+		code, body := w.Admin("/ready")
+		return code == 503 && strings.Contains(body, "DRAINING")
+	})
+	close(slow)
+	if code := <-done; code != 200 {
+		t.Fatalf("in-flight request during drain: %d", code)
+	}
+	if !w.Wait(5 * time.Second) {
+		t.Fatal("weft did not exit")
+	}
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"/fast-before-exit 200", "/slow 200"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("access log after exit lacks %q:\n%s", want, b)
+		}
+	}
+}
