@@ -52,10 +52,10 @@ func BenchmarkDecodeRequestV2CRC(b *testing.B) {
 	benchDecode(b, wire)
 }
 
-// BenchmarkDecodeCaptured decodes the 811-byte captured SOFARPC request
+// BenchmarkDecode16Headers decodes the 16-header SOFARPC-shaped request
 // (16 header entries).
-func BenchmarkDecodeCaptured(b *testing.B) {
-	benchDecode(b, vector(b, "sofa_python_request_pb.hex"))
+func BenchmarkDecode16Headers(b *testing.B) {
+	benchDecode(b, vector(b, "v1_request_pb16.hex"))
 }
 
 func benchEncode(b *testing.B, f *Frame) {
@@ -90,11 +90,11 @@ func BenchmarkEncodeV2CRC(b *testing.B) {
 }
 
 // BenchmarkHeadersRoute reads the routing keys a router needs through
-// api.HeaderMap from the captured request.
+// api.HeaderMap from the 16-header request.
 func BenchmarkHeadersRoute(b *testing.B) {
 	var c Codec
 	f := c.NewFrame()
-	if _, err := c.Decode(f, vector(b, "sofa_python_request_pb.hex")); err != nil {
+	if _, err := c.Decode(f, vector(b, "v1_request_pb16.hex")); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()

@@ -65,26 +65,26 @@ func vectorCases() []struct {
 			ClassName: sofaResponse, Content: respBytes}, api.KindResponse},
 		{"v2_heartbeat.hex", &Frame{Proto: 2, Ver1: 2, Type: TypeRequest, CmdCode: CmdHeartbeat, Ver2: 1, ID: 11, Codec: 1, Switch: SwitchCRC, TimeoutMs: -1}, api.KindHeartbeat},
 		{"v2_heartbeat_reply.hex", &Frame{Proto: 2, Ver1: 2, Type: TypeResponse, CmdCode: CmdHeartbeat, Ver2: 1, ID: 11, Codec: 1, Switch: SwitchCRC}, api.KindHeartbeatReply},
-		{"sofa_python_response_pb.hex", &Frame{Proto: 1, Type: TypeResponse, CmdCode: CmdResponse, Ver2: 1, ID: 132, Codec: CodecProtobuf,
+		{"v1_response_pb.hex", &Frame{Proto: 1, Type: TypeResponse, CmdCode: CmdResponse, Ver2: 1, ID: 132, Codec: CodecProtobuf,
 			ClassName: sofaResponse, Content: []byte("\x0a\x01a")}, api.KindResponse},
-		{"sofa_python_request_pb.hex", &Frame{Proto: 1, Type: TypeRequest, CmdCode: CmdRequest, Ver2: 1, ID: 109, Codec: CodecProtobuf, TimeoutMs: 100,
+		{"v1_request_pb16.hex", &Frame{Proto: 1, Type: TypeRequest, CmdCode: CmdRequest, Ver2: 1, ID: 109, Codec: CodecProtobuf, TimeoutMs: 100,
 			ClassName: sofaRequest, Header: withHeader(
-				"sofa_head_target_service", "com.alipay.rpc.common.service.facade.pb.SampleServicePb:1.0",
+				"sofa_head_target_service", "com.weftmesh.demo.OrderService:1.0",
 				"rpc_trace_context.sofaRpcId", "0",
 				"rpc_trace_context.zproxyTimeout", "100",
-				"rpc_trace_context.sofaTraceId", "0ba616a11523251819114100218738",
+				"rpc_trace_context.sofaTraceId", "7f0000011732000000001000142",
 				"rpc_trace_context.sofaCallerIdc", "dev",
-				"rpc_trace_context.sofaCallerIp", "11.166.22.161",
+				"rpc_trace_context.sofaCallerIp", "127.0.0.1",
 				"rpc_trace_context.sofaPenAttrs", "",
 				"rpc_trace_context.zproxyUID", "",
-				"rpc_trace_context.sofaCallerZone", "GZ00B",
-				"sofa_head_target_app", "bar1",
-				"service", "com.alipay.rpc.common.service.facade.pb.SampleServicePb:1.0",
+				"rpc_trace_context.sofaCallerZone", "GZ00A",
+				"sofa_head_target_app", "orders",
+				"service", "com.weftmesh.demo.OrderService:1.0",
 				"rpc_trace_context.Elastic", "F",
 				"rpc_trace_context.sysPenAttrs", "",
 				"rpc_trace_context.zproxyTargetZone", "",
-				"rpc_trace_context.sofaCallerApp", "foo",
-				"sofa_head_method_name", "hello",
+				"rpc_trace_context.sofaCallerApp", "frontend",
+				"sofa_head_method_name", "create",
 			), Content: []byte("\x0a\x01a")}, api.KindRequest},
 	}
 }
@@ -493,7 +493,7 @@ func TestDecodeCopies(t *testing.T) {
 
 // TestAllocs checks the hot path allocates nothing for a reused frame.
 func TestAllocs(t *testing.T) {
-	req := vector(t, "sofa_python_request_pb.hex")
+	req := vector(t, "v1_request_pb16.hex")
 	v2 := vector(t, "v2_request_crc.hex")
 	var f Frame
 	var c Codec

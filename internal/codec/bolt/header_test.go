@@ -148,16 +148,16 @@ func checkEntries(t *testing.T, got [][2]string, want []string) {
 	}
 }
 
-// TestHeaderSetEncodeDecode rewrites the routing of a captured request, as a
+// TestHeaderSetEncodeDecode rewrites the routing of a 16-header request, as a
 // route filter would, and checks the peer sees the new routing.
 func TestHeaderSetEncodeDecode(t *testing.T) {
 	var c Codec
 	f := c.NewFrame()
-	if _, err := c.Decode(f, vector(t, "sofa_python_request_pb.hex")); err != nil {
+	if _, err := c.Decode(f, vector(t, "v1_request_pb16.hex")); err != nil {
 		t.Fatal(err)
 	}
 	h := f.Headers()
-	if v, _ := h.Get(":authority"); v != "com.alipay.rpc.common.service.facade.pb.SampleServicePb:1.0" {
+	if v, _ := h.Get(":authority"); v != "com.weftmesh.demo.OrderService:1.0" {
 		t.Fatalf(":authority = %q", v)
 	}
 	if v, _ := h.Get("version"); v != "1.0" {
@@ -184,7 +184,7 @@ func TestHeaderSetEncodeDecode(t *testing.T) {
 		{"version", "2.0"},
 		{"group", "canary"},
 		{"x-weft-route", "r1"},
-		{"rpc_trace_context.sofaCallerApp", "foo"},
+		{"rpc_trace_context.sofaCallerApp", "frontend"},
 	} {
 		if v, ok := gh.Get(tc.key); !ok || v != tc.want {
 			t.Errorf("Get(%q) = %q, %v; want %q", tc.key, v, ok, tc.want)
