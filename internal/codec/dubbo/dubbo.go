@@ -229,14 +229,23 @@ func (c Codec) Decode(f api.Frame, b []byte) (int, error) {
 	}
 	fr.reset()
 	fr.Flags, fr.StatusCode, fr.ID = h.Flags, h.Status, h.ID
+	if cap(fr.Body) > maxRetainedBody && h.BodyLen <= maxRetainedBody {
+		fr.Body = nil // let one large frame's buffer go
+	}
 	fr.Body = append(fr.Body[:0], b[HeaderLen:total]...)
 	if h.Flags&(FlagRequest|FlagEvent) == FlagRequest {
 		if err := fr.parseRequest(c.Limits.norm()); err != nil {
+			fr.clearRouting()
 			return total, err
 		}
 	}
 	return total, nil
 }
+
+// maxRetainedBody is the largest body buffer a Frame keeps between frames
+// of ordinary size: a connection that once carried a multi-megabyte frame
+// does not hold on to that much memory for good.
+const maxRetainedBody = 64 << 10
 
 // Encode appends f's wire form to dst. f must be a *Frame. The body is
 // written as decoded unless attachments were changed through Headers, in

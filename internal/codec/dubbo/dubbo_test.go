@@ -336,6 +336,10 @@ func TestBodyErrors(t *testing.T) {
 			if _, ok := f.Headers().Get("group"); ok || f.dirty {
 				t.Fatal("unparsed frame accepted a header")
 			}
+			if f.Path != "" || f.Method != "" || len(f.Attachments) != 0 || f.Timeout() != 0 {
+				t.Fatalf("half-read fields survive: %q %q %v", f.Path, f.Method, f.Attachments)
+			}
+			f.Headers().Range(func(k, v string) bool { t.Fatalf("Range yields %q", k); return false })
 		})
 	}
 	t.Run("too many attachments", func(t *testing.T) {
@@ -362,7 +366,7 @@ func TestGarbageNeverPanics(t *testing.T) {
 	f := new(Frame)
 	var c Codec
 	for i := HeaderLen; i < len(base); i++ {
-		for _, v := range []byte{0x00, 0xff, 0x40, 'Z', 'C', 'O', 0x7f, 0x58} {
+		for _, v := range []byte{0x00, 0xff, 'Z', 'C', 0x58} {
 			b := bytes.Clone(base)
 			b[i] = v
 			n, err := c.Decode(f, b)
@@ -415,6 +419,23 @@ func TestWrongFrameType(t *testing.T) {
 	}
 	if _, err := c.Encode(nil, nil); err == nil {
 		t.Fatal("Encode of nil")
+	}
+}
+
+// TestLargeBodyReleased checks that a frame does not keep a large body's
+// buffer once ordinary frames follow.
+func TestLargeBodyReleased(t *testing.T) {
+	f := new(Frame)
+	var c Codec
+	big := frame(SerializationHessian2, StatusOK, 1, make([]byte, 1<<20))
+	small := frame(SerializationHessian2, StatusOK, 2, []byte{'N'})
+	for _, b := range [][]byte{big, small} {
+		if _, err := c.Decode(f, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cap(f.Body) > maxRetainedBody {
+		t.Fatalf("kept a %d-byte buffer", cap(f.Body))
 	}
 }
 

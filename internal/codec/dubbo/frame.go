@@ -79,6 +79,15 @@ func (f *Frame) reset() {
 	*f = Frame{Body: body, Attachments: atts, scratch: scratch, scan: scan}
 }
 
+// clearRouting drops what a failed parse left half-read, keeping the
+// header and body.
+func (f *Frame) clearRouting() {
+	clear(f.Attachments)
+	f.Attachments = f.Attachments[:0]
+	f.DubboVersion, f.Path, f.Version, f.Method, f.ParamTypes = "", "", "", "", ""
+	f.parsed, f.dirty, f.timeout = false, false, 0
+}
+
 // Kind classifies the frame. An event request that expects no answer (the
 // READONLY event a provider sends when it shuts down) is KindOneway; tell
 // it from a one-way call with IsEvent.
@@ -468,6 +477,9 @@ func (h *headers) Get(key string) (string, bool) {
 }
 
 func (h *headers) Range(fn func(key, value string) bool) {
+	if !h.parsed {
+		return
+	}
 	for i := range h.Attachments {
 		a := &h.Attachments[i]
 		if a.Text && !fn(a.Key, a.Value) {

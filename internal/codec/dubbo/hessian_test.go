@@ -114,10 +114,10 @@ func TestSkipMatchesLibrary(t *testing.T) {
 // the library's encoder, and readString against its decoder.
 func TestAppendStringMatchesLibrary(t *testing.T) {
 	cases := []string{"", "a", "héllo", "世界", "🎉", "\xff\xfe invalid", "a\x00b"}
-	for _, n := range []int{31, 32, 1023, 1024, 4095, 4096, 4097, 8191, 8192, 8193, 70000} {
+	for _, n := range []int{31, 32, 1023, 1024, 4095, 4096, 4097, 8193} {
 		cases = append(cases, strings.Repeat("x", n), strings.Repeat("é", n))
 	}
-	cases = append(cases, strings.Repeat("a", 4095)+"🎉"+"b", strings.Repeat("🎉", 3000))
+	cases = append(cases, strings.Repeat("a", 4095)+"🎉"+"b", strings.Repeat("🎉", 2100))
 	for _, s := range cases {
 		e := hessian.NewEncoder()
 		if err := e.Encode(s); err != nil {
