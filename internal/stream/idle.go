@@ -13,14 +13,18 @@ import (
 // copy is blamed on the right side (slow client vs broken upstream).
 type idleConn struct {
 	net.Conn
-	idle     time.Duration
-	limit    time.Time // zero: none
+	on       bool
+	idle     time.Duration // <= 0: no idle bound, only limit
+	limit    time.Time     // zero: none
 	readErr  error
 	writeErr error
 	rx, tx   int64 // bytes read and written, for connection stats
 }
 
 func (c *idleConn) deadline() time.Time {
+	if c.idle <= 0 {
+		return c.limit
+	}
 	d := time.Now().Add(c.idle)
 	if !c.limit.IsZero() && c.limit.Before(d) {
 		return c.limit
@@ -30,7 +34,7 @@ func (c *idleConn) deadline() time.Time {
 
 // Read implements io.Reader.
 func (c *idleConn) Read(p []byte) (int, error) {
-	if c.idle > 0 {
+	if c.on {
 		_ = c.Conn.SetReadDeadline(c.deadline())
 	}
 	n, err := c.Conn.Read(p)
@@ -43,7 +47,7 @@ func (c *idleConn) Read(p []byte) (int, error) {
 
 // Write implements io.Writer.
 func (c *idleConn) Write(p []byte) (int, error) {
-	if c.idle > 0 {
+	if c.on {
 		_ = c.Conn.SetWriteDeadline(c.deadline())
 	}
 	n, err := c.Conn.Write(p)
@@ -54,10 +58,14 @@ func (c *idleConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// streaming turns the per-operation refresh on (idle > 0) or off.
+// streaming turns the per-operation deadline on: idle past the last
+// operation (<= 0: none), never past limit (zero: none).
 func (c *idleConn) streaming(idle time.Duration, limit time.Time) {
-	c.idle, c.limit = idle, limit
+	c.on, c.idle, c.limit = true, idle, limit
 }
+
+// stop turns it off; deadlines are then the caller's business.
+func (c *idleConn) stop() { c.on = false }
 
 // clearErrs forgets the recorded errors before a new exchange.
 func (c *idleConn) clearErrs() { c.readErr, c.writeErr = nil, nil }

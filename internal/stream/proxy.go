@@ -37,13 +37,14 @@ const (
 	okResponse failure = iota
 	failConnect
 	failOverflow
-	failReset     // connection broke before a response head
-	failTimeout   // per-try or route timeout before a response head
-	failProtocol  // upstream sent a bad response head
-	failNoHost    // no healthy host
-	failRetryable // a response that the retry policy wants retried
-	failBadBody   // the downstream request body is malformed: 400, close
-	failClient    // the downstream went away or stalled mid-body: close
+	failReset          // connection broke before a response head
+	failTimeout        // per-try or route timeout before a response head
+	failProtocol       // upstream sent a bad response head
+	failNoHost         // no healthy host
+	failRetryable      // a response that the retry policy wants retried
+	failBadBody        // the downstream request body is malformed: 400, close
+	failClient         // the downstream went away or stalled mid-body: close
+	failRequestTimeout // request_timeout passed before the body was in: 408, close
 )
 
 // handle proxies one request; it reports whether the connection may serve
@@ -76,6 +77,12 @@ func (sc *serverConn) handle(s *stream) bool {
 		return keep && !bodyPending
 	}
 	s.route = rt
+	// The route may override the stream idle timeout (0 disables it).
+	s.idle = cfg.StreamIdleTimeout
+	if rt.HasIdleTimeout {
+		s.idle = rt.IdleTimeout
+	}
+	s.reqLimit = network.Deadline(s.start, cfg.RequestTimeout)
 	defer sc.routeStats(s, rt)
 	if rt.DirectResponse != nil {
 		cfg.Stats.RqDirectResponse.Inc()
@@ -125,7 +132,14 @@ func (sc *serverConn) handle(s *stream) bool {
 	if bodyPending && (retries > 0 || len(rt.MirrorPolicies) > 0) && !req.Chunked && req.ContentLength <= int64(cfg.RetryBufferLimit) {
 		var err error
 		if body, err = sc.readBody(s); err != nil {
-			s.flag(api.FlagDownstreamReset)
+			switch {
+			case errors.Is(err, http1.ErrMalformed):
+				sc.failReply(s, nil, failBadBody, true)
+			case s.requestTimedOut():
+				sc.failReply(s, nil, failRequestTimeout, true)
+			default:
+				s.flag(api.FlagDownstreamReset)
+			}
 			return false
 		}
 		defer cfg.BufPool.Put(body)
@@ -235,6 +249,7 @@ func (sc *serverConn) readBody(s *stream) (*[]byte, error) {
 		}
 		s.req.Expect100 = false
 	}
+	sc.dc.clearErrs()
 	b := sc.cfg.BufPool.Get()
 	n := int(s.req.ContentLength)
 	if cap(*b) < n {
@@ -243,9 +258,9 @@ func (sc *serverConn) readBody(s *stream) (*[]byte, error) {
 		b = &nb
 	}
 	*b = (*b)[:n]
-	sc.dc.streaming(sc.cfg.StreamIdleTimeout, time.Time{})
+	sc.dc.streaming(s.idle, s.reqLimit)
 	_, err := io.ReadFull(sc.br.Body(s.req.ContentLength, false, false), *b)
-	sc.dc.streaming(0, time.Time{})
+	sc.dc.stop()
 	if err != nil {
 		sc.cfg.BufPool.Put(b)
 		return nil, err
@@ -302,7 +317,7 @@ again:
 	host.Stats().Requests.Inc()
 
 	// Head and a small body go out in one write.
-	uc.ic.streaming(sc.cfg.StreamIdleTimeout, time.Time{}) // each write refreshes its deadline
+	uc.ic.streaming(s.idle, time.Time{}) // each write refreshes its deadline
 	w := &sc.uw
 	w.w = &uc.ic
 	hb := w.grab(sc.cfg.BufPool)
@@ -322,13 +337,13 @@ again:
 			}
 		}
 		var n int64
-		sc.dc.streaming(sc.cfg.StreamIdleTimeout, time.Time{})
+		sc.dc.streaming(s.idle, s.reqLimit)
 		n, err = sc.br.Body(s.req.ContentLength, s.req.Chunked, false).CopyTo(w, s.req.Chunked)
 		s.bytesIn += n
 		if err == nil {
 			err = w.Flush()
 		}
-		sc.dc.streaming(0, time.Time{})
+		sc.dc.stop()
 		if err == nil {
 			*bodyPending = false
 		} else if uc.ic.writeErr == nil {
@@ -341,12 +356,15 @@ again:
 				s.flag(api.FlagDownstreamProtocol)
 				return nil, failBadBody
 			}
+			if s.requestTimedOut() {
+				return nil, failRequestTimeout
+			}
 			s.flag(api.FlagDownstreamReset)
 			return nil, failClient
 		}
 	}
 	w.release(sc.cfg.BufPool)
-	uc.ic.streaming(0, time.Time{})
+	uc.ic.stop()
 	if err != nil {
 		sc.dropUp(uc)
 		if reused && replayable && !stale && isStale(err) {
@@ -391,6 +409,12 @@ again:
 		return uc, failRetryable
 	}
 	return uc, okResponse
+}
+
+// requestTimedOut reports whether the last downstream read failed because
+// request_timeout passed.
+func (s *stream) requestTimedOut() bool {
+	return !s.reqLimit.IsZero() && network.IsTimeout(s.sc.dc.readErr) && !time.Now().Before(s.reqLimit)
 }
 
 // isStale reports whether err is what a request on a keep-alive connection
@@ -484,6 +508,9 @@ func (sc *serverConn) failReply(s *stream, cl api.Cluster, f failure, bodyPendin
 	case failBadBody:
 		sc.cfg.Stats.DownstreamCxProtocolError.Inc()
 		sc.localReply(s, 400, "bad request: malformed body", true)
+	case failRequestTimeout:
+		sc.cfg.Stats.DownstreamRqTimeout.Inc()
+		sc.localReply(s, 408, "request timeout", true)
 	case failClient:
 		// Nobody to answer.
 	default:
@@ -528,8 +555,8 @@ func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderO
 	}
 	// Every downstream write of the response (head included) refreshes
 	// the stream idle deadline: a client that stops reading is cut.
-	sc.dc.streaming(cfg.StreamIdleTimeout, time.Time{})
-	defer sc.dc.streaming(0, time.Time{})
+	sc.dc.streaming(s.idle, time.Time{})
+	defer sc.dc.stop()
 	b := sc.w.grab(cfg.BufPool)
 	b = resp.AppendTo(b, s.req.Minor, !keep || sc.state.Load() == stateClosing)
 	*sc.w.buf = b
@@ -545,7 +572,7 @@ func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderO
 	var err error
 	var n int64
 	if !noBody {
-		uc.ic.streaming(cfg.StreamIdleTimeout, s.deadline)
+		uc.ic.streaming(s.idle, s.deadline)
 		br := uc.br.Body(resp.ContentLength, upChunked && !untilEOF, untilEOF)
 		if untilEOF && chunkOut {
 			cw := http1.NewChunkedWriter(&sc.w)
@@ -558,7 +585,7 @@ func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderO
 		}
 		// Not deferred: uc may go back to the pool below, and another
 		// stream may take it before this function returns.
-		uc.ic.streaming(0, time.Time{})
+		uc.ic.stop()
 		s.bytesOut = n
 	}
 	if err == nil {

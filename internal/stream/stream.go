@@ -32,8 +32,10 @@ type stream struct {
 	bytesOut int64
 	respAt   time.Time
 	failure  string
-	deadline time.Time // the route timeout's deadline for the upstream response
-	upStart  time.Time // when the last try got its upstream connection
+	deadline time.Time     // the route timeout's deadline for the upstream response
+	upStart  time.Time     // when the last try got its upstream connection
+	idle     time.Duration // stream idle timeout in force (route may override)
+	reqLimit time.Time     // request_timeout deadline for reading the request, zero: none
 	hashKey  uint64
 	hasHash  bool
 	entry    accesslog.Entry

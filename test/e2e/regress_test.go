@@ -205,3 +205,99 @@ static_resources:
 		}
 	}
 }
+
+// simpleHTTPConfig is a one-listener, one-cluster bootstrap; hcmExtra and
+// routeExtra are YAML fragments for the connection manager and the route.
+func simpleHTTPConfig(port int, hcmExtra, routeExtra string) string {
+	return fmt.Sprintf(`
+admin: { address: { socket_address: { address: 127.0.0.1, port_value: 0 } } }
+static_resources:
+  listeners:
+  - name: http
+    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: http
+          %s
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/retry" }
+                route: { cluster: up, retry_policy: { retry_on: 5xx, num_retries: 1 } %s }
+              - match: { prefix: "/" }
+                route: { cluster: up %s }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: up
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } } }] }]
+`, hcmExtra, routeExtra, routeExtra, port)
+}
+
+// TestRequestTimeout: request_timeout bounds how long the request itself
+// may take to arrive; a client that stalls mid-body gets 408, on the
+// streaming path and on the buffered (retry) path.
+func TestRequestTimeout(t *testing.T) {
+	t.Parallel()
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	w := startWeft(t, simpleHTTPConfig(up.Port, "request_timeout: 1s", ""))
+	for _, path := range []string{"/stream", "/retry"} {
+		c, err := net.Dial("tcp", w.Listener("http"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789", path)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, _ := io.ReadAll(c)
+		_ = c.Close()
+		took := time.Since(start)
+		if !strings.HasPrefix(string(b), "HTTP/1.1 408") || took < 900*time.Millisecond || took > 3*time.Second {
+			t.Errorf("%s: got %q after %v, want 408 after ~1s", path, firstLine(b), took)
+		}
+	}
+}
+
+// TestRouteIdleTimeout: a route's idle_timeout overrides the connection
+// manager's stream_idle_timeout, both ways.
+func TestRouteIdleTimeout(t *testing.T) {
+	t.Parallel()
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("content-length", "10")
+		_, _ = io.WriteString(w, "01234")
+		w.(http.Flusher).Flush()
+		time.Sleep(1500 * time.Millisecond) // a pause longer than 1s
+		_, _ = io.WriteString(w, "56789")
+	}))
+	// The connection manager allows 1s of silence; the route disables it.
+	w := startWeft(t, simpleHTTPConfig(up.Port, "stream_idle_timeout: 1s", ", idle_timeout: 0s"))
+	if code, body := httpGet("http://" + w.Listener("http") + "/slow"); code != 200 || body != "0123456789" {
+		t.Errorf("idle_timeout 0s on the route: %d %q, want the whole body", code, body)
+	}
+	// The connection manager allows 10s; the route only 0.5s.
+	w2 := startWeft(t, simpleHTTPConfig(up.Port, "stream_idle_timeout: 10s", ", idle_timeout: 0.5s"))
+	start := time.Now()
+	code, body := httpGet("http://" + w2.Listener("http") + "/slow")
+	if body == "0123456789" || time.Since(start) > 1400*time.Millisecond {
+		t.Errorf("idle_timeout 0.5s on the route: %d %q after %v, want the transfer cut after ~0.5s", code, body, time.Since(start))
+	}
+}
+
+func firstLine(b []byte) string {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return string(b[:i])
+	}
+	return string(b)
+}
