@@ -262,6 +262,8 @@ type listenerStats struct{ s *stats.ListenerStats }
 func (l listenerStats) Accepted() { l.s.DownstreamCxTotal.Inc(); l.s.DownstreamCxActive.Inc() }
 func (l listenerStats) Closed()   { l.s.DownstreamCxActive.Dec(); l.s.DownstreamCxDestroy.Inc() }
 
+func (l listenerStats) NoChainMatch() { l.s.NoFilterChainMatch.Inc() }
+
 func (a *App) listenerInfo() []admin.ListenerInfo {
 	out := make([]admin.ListenerInfo, 0, len(a.listeners))
 	for _, l := range a.listeners {

@@ -27,6 +27,9 @@ type Chain struct {
 type Stats interface {
 	Accepted()
 	Closed()
+	// NoChainMatch counts a connection closed because no filter chain
+	// matched it.
+	NoChainMatch()
 }
 
 // Config describes one listener.
@@ -112,6 +115,9 @@ func (l *Listener) serveConn(c net.Conn) {
 	}
 	ch := l.pick(c)
 	if ch == nil {
+		if l.cfg.Stats != nil {
+			l.cfg.Stats.NoChainMatch()
+		}
 		l.cfg.Logger.Debug("no filter chain matched", "listener", l.cfg.Name, "remote", c.RemoteAddr())
 		_ = c.Close()
 		return

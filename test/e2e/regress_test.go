@@ -301,3 +301,39 @@ func firstLine(b []byte) string {
 	}
 	return string(b)
 }
+
+// TestNoFilterChainMatch: a connection no filter chain matches is closed
+// and counted.
+func TestNoFilterChainMatch(t *testing.T) {
+	t.Parallel()
+	cfg := `
+admin: { address: { socket_address: { address: 127.0.0.1, port_value: 0 } } }
+static_resources:
+  listeners:
+  - name: picky
+    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    filter_chains:
+    - filter_chain_match: { source_prefix_ranges: [{ address_prefix: 10.1.2.3, prefix_len: 32 }] }
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          cluster: none
+  clusters:
+  - { name: none, type: STATIC, connect_timeout: 1s }
+`
+	w := startWeft(t, cfg)
+	c, err := net.Dial("tcp", w.Listener("picky"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read: %v, want EOF: no chain matches 127.0.0.1", err)
+	}
+	waitFor(t, 3*time.Second, "no_filter_chain_match to count it", func() bool {
+		return w.metricValue("weft_listener_no_filter_chain_match_total", "listener=picky") == 1
+	})
+}
