@@ -70,40 +70,11 @@ func TestRetryStreamedBodyNotReplayed(t *testing.T) {
 		w.Header().Set("x-got", fmt.Sprint(n))
 		w.WriteHeader(503)
 	}))
-	cfg := fmt.Sprintf(`
-admin: { address: { socket_address: { address: 127.0.0.1, port_value: 0 } } }
-static_resources:
-  listeners:
-  - name: http
-    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: http
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: up, timeout: 3s, retry_policy: { retry_on: 5xx, num_retries: 2 } }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-  clusters:
-  - name: up
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: up
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } } }] }]
-`, up.Port)
+	cfg := simpleHTTPConfig(up.Port, "", "")
 	w := startWeft(t, cfg)
 	body := bytes.Repeat([]byte("x"), 200<<10) // over the 64 KiB retry buffer
 	start := time.Now()
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Post("http://"+w.Listener("http")+"/upload", "application/octet-stream", bytes.NewReader(body))
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Post("http://"+w.Listener("http")+"/retry/upload", "application/octet-stream", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,13 +87,13 @@ static_resources:
 	}
 	// A small body is held and retried.
 	hits.Store(0)
-	resp, err = (&http.Client{Timeout: 10 * time.Second}).Post("http://"+w.Listener("http")+"/small", "text/plain", strings.NewReader("hello"))
+	resp, err = (&http.Client{Timeout: 10 * time.Second}).Post("http://"+w.Listener("http")+"/retry/small", "text/plain", strings.NewReader("hello"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = resp.Body.Close()
-	if n := hits.Load(); n != 3 || resp.Header.Get("x-got") != "5" {
-		t.Fatalf("small body: upstream hit %d times (want 3: 1 + 2 retries), last saw %q bytes", n, resp.Header.Get("x-got"))
+	if n := hits.Load(); n != 2 || resp.Header.Get("x-got") != "5" {
+		t.Fatalf("small body: upstream hit %d times (want 2: 1 + 1 retry), last saw %q bytes", n, resp.Header.Get("x-got"))
 	}
 }
 
@@ -139,40 +110,13 @@ func TestShutdownReadyAndAccessLogFlush(t *testing.T) {
 	}))
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "access.log")
-	cfg := fmt.Sprintf(`
-admin: { address: { socket_address: { address: 127.0.0.1, port_value: 0 } } }
-static_resources:
-  listeners:
-  - name: http
-    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: http
-          access_log:
+	accessLog := fmt.Sprintf(`access_log:
           - name: file
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
               path: %s
-              log_format: { text_format_source: { inline_string: "%%REQ(:PATH)%% %%RESPONSE_CODE%%\n" } }
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes: [{ match: { prefix: "/" }, route: { cluster: up } }]
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-  clusters:
-  - name: up
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: up
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } } }] }]
-`, logPath, up.Port)
+              log_format: { text_format_source: { inline_string: "%%REQ(:PATH)%% %%RESPONSE_CODE%%\n" } }`, logPath)
+	cfg := simpleHTTPConfig(up.Port, accessLog, "")
 	w := startWeft(t, cfg, "--drain-timeout", "5s")
 	addr := w.Listener("http")
 	if code, _ := httpGet("http://" + addr + "/fast-before-exit"); code != 200 {
