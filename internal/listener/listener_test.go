@@ -1,0 +1,171 @@
+package listener
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/api"
+)
+
+func TestCompileMatch(t *testing.T) {
+	cases := []struct {
+		name    string
+		in      *listenerv3.FilterChainMatch
+		wantErr bool
+		check   func(Match) bool
+	}{
+		{"nil matches all", nil, false, func(m Match) bool { return m.DestinationPort == 0 && m.Prefixes == nil }},
+		{"port and prefix", &listenerv3.FilterChainMatch{
+			DestinationPort: wrapperspb.UInt32(8080),
+			PrefixRanges:    []*corev3.CidrRange{{AddressPrefix: "127.0.0.0", PrefixLen: wrapperspb.UInt32(8)}},
+		}, false, func(m Match) bool {
+			return m.DestinationPort == 8080 && len(m.Prefixes) == 1 && m.Prefixes[0] == netip.MustParsePrefix("127.0.0.0/8")
+		}},
+		{"source ports", &listenerv3.FilterChainMatch{SourcePorts: []uint32{1, 2}}, false, func(m Match) bool {
+			return m.SourcePorts[1] && m.SourcePorts[2] && !m.SourcePorts[3]
+		}},
+		{"bad prefix", &listenerv3.FilterChainMatch{PrefixRanges: []*corev3.CidrRange{{AddressPrefix: "nope"}}}, true, nil},
+		{"prefix length too long", &listenerv3.FilterChainMatch{SourcePrefixRanges: []*corev3.CidrRange{{AddressPrefix: "10.0.0.0", PrefixLen: wrapperspb.UInt32(40)}}}, true, nil},
+		{"server names need TLS", &listenerv3.FilterChainMatch{ServerNames: []string{"a.example"}}, true, nil},
+		{"tls transport refused", &listenerv3.FilterChainMatch{TransportProtocol: "tls"}, true, nil},
+		{"raw_buffer accepted", &listenerv3.FilterChainMatch{TransportProtocol: "raw_buffer"}, false, func(Match) bool { return true }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := CompileMatch(tc.in)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			}
+			if err == nil && !tc.check(m) {
+				t.Fatalf("unexpected match %+v", m)
+			}
+		})
+	}
+}
+
+type counts struct{ accepted, closed, nomatch chan struct{} }
+
+func (c counts) Accepted()     { c.accepted <- struct{}{} }
+func (c counts) Closed()       { c.closed <- struct{}{} }
+func (c counts) NoChainMatch() { c.nomatch <- struct{}{} }
+
+func newCounts() counts {
+	return counts{make(chan struct{}, 16), make(chan struct{}, 16), make(chan struct{}, 16)}
+}
+
+func wait(t *testing.T, ch chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// TestDrainRunsHooksAndWaits: Drain stops accepting and calls each
+// connection's hook; Wait returns once handlers closed their connections.
+func TestDrainRunsHooksAndWaits(t *testing.T) {
+	st := newCounts()
+	served := make(chan net.Conn, 1)
+	h := api.ConnHandlerFunc(func(ctx context.Context, c net.Conn) {
+		c.(api.DrainNotifier).OnDrain(func() { _ = c.Close() })
+		served <- c
+	})
+	l, err := Listen(Config{Name: "t", Address: "127.0.0.1:0", Chains: []Chain{{Handler: h}}, Stats: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.Serve()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	wait(t, st.accepted, "accept")
+	<-served
+	if l.Active() != 1 {
+		t.Fatalf("active = %d", l.Active())
+	}
+	l.Drain()
+	// The hook closed the connection: the client sees EOF and Wait is quick.
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("client read after drain: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if n := l.Wait(ctx); n != 0 {
+		t.Fatalf("Wait forced %d connections", n)
+	}
+	wait(t, st.closed, "close")
+	if _, err := net.DialTimeout("tcp", l.Addr().String(), time.Second); err == nil {
+		t.Fatal("listener still accepting after drain")
+	}
+}
+
+// TestWaitForcesAfterDeadline: a handler that ignores the drain is cut
+// when Wait's context ends.
+func TestWaitForcesAfterDeadline(t *testing.T) {
+	h := api.ConnHandlerFunc(func(ctx context.Context, c net.Conn) {
+		_, _ = io.Copy(io.Discard, c) // returns when the listener force-closes c
+		_ = c.Close()
+	})
+	l, err := Listen(Config{Name: "t", Address: "127.0.0.1:0", Chains: []Chain{{Handler: h}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.Serve()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Active() != 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	l.Drain()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if n := l.Wait(ctx); n != 1 {
+		t.Fatalf("Wait forced %d connections, want 1", n)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Fatalf("Wait took %v", time.Since(start))
+	}
+}
+
+// TestNoChainMatchCloses: a connection no chain matches is closed and
+// counted.
+func TestNoChainMatchCloses(t *testing.T) {
+	st := newCounts()
+	m, err := CompileMatch(&listenerv3.FilterChainMatch{SourcePorts: []uint32{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Listen(Config{Name: "t", Address: "127.0.0.1:0", Chains: []Chain{{Match: m, Handler: api.ConnHandlerFunc(func(context.Context, net.Conn) {})}}, Stats: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	go l.Serve()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	wait(t, st.nomatch, "no chain match")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read: %v", err)
+	}
+}
