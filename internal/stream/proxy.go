@@ -166,6 +166,13 @@ func (sc *serverConn) handle(s *stream) bool {
 			return sc.respond(s, cl, respOps, uc, keep)
 		}
 		if try < retries && replayable && sc.retriable(s, rt, res) && cl.TryAcquire(api.ResRetries) {
+			if uc != nil {
+				// A retried response's body is never read: its connection
+				// cannot be reused, so it goes (and frees its pool slot).
+				sc.dropUp(uc)
+				uc = nil
+				s.hasResp = false
+			}
 			cfg.routeStats(rt).Retries.Inc()
 			cl.Stats().UpstreamRetries.Inc()
 			sleepBackoff(rt.RetryPolicy, try, deadline)

@@ -281,3 +281,29 @@ static_resources:
 		return w.metricValue("weft_listener_no_filter_chain_match_total", "listener=picky") == 1
 	})
 }
+
+// TestRetryReleasesConnection: the connection that carried a retried 5xx
+// is released, so with max_connections 1 the retry (and later requests)
+// still get a connection.
+func TestRetryReleasesConnection(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%2 == 1 {
+			w.WriteHeader(503)
+			_, _ = io.WriteString(w, "try again")
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	cfg := strings.Replace(simpleHTTPConfig(up.Port, "", ", timeout: 2s"),
+		"    connect_timeout: 1s\n", "    connect_timeout: 1s\n    circuit_breakers: { thresholds: [{ max_connections: 1 }] }\n", 1)
+	w := startWeft(t, cfg)
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		code, body := httpGet("http://" + w.Listener("http") + "/retry/x")
+		if code != 200 || body != "ok" || time.Since(start) > time.Second {
+			t.Fatalf("request %d: %d %q after %v; want 200 from the retry at once", i, code, body, time.Since(start))
+		}
+	}
+}
