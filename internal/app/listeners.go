@@ -85,11 +85,18 @@ func parseListeners(ls []*listenerv3.Listener, known map[string]bool) ([]parsedL
 				errs.Add(fmt.Sprintf("%s.listener_filters[%d]", path, j), "unknown listener filter %q", lf.GetName())
 			}
 		}
+		seen := map[string]int{}
 		for j, fc := range l.GetFilterChains() {
 			pc, ok := parseChain(fmt.Sprintf("%s.filter_chains[%d]", path, j), fc, known, errs)
-			if ok {
-				pl.chains = append(pl.chains, pc)
+			if !ok {
+				continue
 			}
+			if k, dup := seen[pc.match.Key()]; dup {
+				errs.Add(fmt.Sprintf("%s.filter_chains[%d].filter_chain_match", path, j), "same matching rules as filter_chains[%d]: which chain applies would be arbitrary", k)
+				continue
+			}
+			seen[pc.match.Key()] = j
+			pl.chains = append(pl.chains, pc)
 		}
 		if fc := l.GetDefaultFilterChain(); fc != nil {
 			pc, ok := parseChain(path+".default_filter_chain", fc, known, errs)

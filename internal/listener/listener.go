@@ -154,10 +154,8 @@ func (l *Listener) release(tc *Conn) {
 }
 
 func (l *Listener) pick(c net.Conn) *Chain {
-	for i := range l.cfg.Chains {
-		if l.cfg.Chains[i].Match.matches(c) {
-			return &l.cfg.Chains[i]
-		}
+	if ch := Select(l.cfg.Chains, c.LocalAddr(), c.RemoteAddr()); ch != nil {
+		return ch
 	}
 	return l.cfg.Default
 }

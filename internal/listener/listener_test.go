@@ -169,3 +169,57 @@ func TestNoChainMatchCloses(t *testing.T) {
 		t.Fatalf("read: %v", err)
 	}
 }
+
+func TestSelectMostSpecific(t *testing.T) {
+	mk := func(m *listenerv3.FilterChainMatch, name string) Chain {
+		cm, err := CompileMatch(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Chain{Name: name, Match: cm}
+	}
+	chains := []Chain{
+		mk(nil, "catch-all"), // listed first, yet the least specific
+		mk(&listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(8080)}, "port"),
+		mk(&listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(8080),
+			SourcePrefixRanges: []*corev3.CidrRange{{AddressPrefix: "10.0.0.0", PrefixLen: wrapperspb.UInt32(8)}}}, "port+src/8"),
+		mk(&listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(8080),
+			SourcePrefixRanges: []*corev3.CidrRange{{AddressPrefix: "10.1.0.0", PrefixLen: wrapperspb.UInt32(16)}}}, "port+src/16"),
+		mk(&listenerv3.FilterChainMatch{PrefixRanges: []*corev3.CidrRange{{AddressPrefix: "127.0.0.2", PrefixLen: wrapperspb.UInt32(32)}}}, "dst/32"),
+		mk(&listenerv3.FilterChainMatch{SourcePorts: []uint32{4000}}, "srcport"),
+	}
+	addr := func(s string) *net.TCPAddr { a, _ := net.ResolveTCPAddr("tcp", s); return a }
+	cases := []struct{ local, remote, want string }{
+		{"127.0.0.1:9000", "127.0.0.1:5000", "catch-all"},
+		{"127.0.0.1:8080", "127.0.0.1:5000", "port"},
+		{"127.0.0.1:8080", "10.9.9.9:5000", "port+src/8"},
+		{"127.0.0.1:8080", "10.1.2.3:5000", "port+src/16"}, // longest source prefix wins
+		{"127.0.0.2:9000", "127.0.0.1:5000", "dst/32"},
+		{"127.0.0.2:8080", "127.0.0.1:5000", "port"}, // destination port is decided first
+		{"127.0.0.1:9000", "127.0.0.1:4000", "srcport"},
+	}
+	for _, tc := range cases {
+		got := Select(chains, addr(tc.local), addr(tc.remote))
+		if got == nil || got.Name != tc.want {
+			t.Errorf("%s <- %s: got %v, want %s", tc.local, tc.remote, got, tc.want)
+		}
+	}
+	// Without a catch-all, an unmatched connection gets nothing.
+	if got := Select(chains[1:2], addr("127.0.0.1:9000"), addr("127.0.0.1:1")); got != nil {
+		t.Errorf("got %s, want no chain", got.Name)
+	}
+}
+
+func TestMatchKey(t *testing.T) {
+	a, _ := CompileMatch(&listenerv3.FilterChainMatch{SourcePorts: []uint32{2, 1},
+		PrefixRanges: []*corev3.CidrRange{{AddressPrefix: "10.0.0.1", PrefixLen: wrapperspb.UInt32(8)}}})
+	b, _ := CompileMatch(&listenerv3.FilterChainMatch{SourcePorts: []uint32{1, 2},
+		PrefixRanges: []*corev3.CidrRange{{AddressPrefix: "10.0.0.0", PrefixLen: wrapperspb.UInt32(8)}}})
+	if a.Key() != b.Key() {
+		t.Fatalf("same rules, different keys: %q %q", a.Key(), b.Key())
+	}
+	c, _ := CompileMatch(nil)
+	if c.Key() == a.Key() {
+		t.Fatal("different rules, same key")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -305,5 +306,32 @@ func TestRetryReleasesConnection(t *testing.T) {
 		if code != 200 || body != "ok" || time.Since(start) > time.Second {
 			t.Fatalf("request %d: %d %q after %v; want 200 from the retry at once", i, code, body, time.Since(start))
 		}
+	}
+}
+
+// TestDuplicateFilterChainMatchRefused: two chains with the same matching
+// rules make the choice arbitrary, so the config is refused with the path.
+func TestDuplicateFilterChainMatchRefused(t *testing.T) {
+	t.Parallel()
+	cfg := `
+static_resources:
+  listeners:
+  - name: l
+    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    filter_chains:
+    - filter_chain_match: { destination_port: 80 }
+      filters: [{ name: envoy.filters.network.tcp_proxy, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: a, cluster: c } }]
+    - filter_chain_match: { destination_port: 80 }
+      filters: [{ name: envoy.filters.network.tcp_proxy, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: b, cluster: c } }]
+  clusters:
+  - { name: c, type: STATIC, connect_timeout: 1s }
+`
+	path := filepath.Join(t.TempDir(), "dup.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(weftBin, "validate", "-c", path).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "static_resources.listeners[0].filter_chains[1].filter_chain_match: same matching rules as filter_chains[0]") {
+		t.Fatalf("validate: err %v, output:\n%s", err, out)
 	}
 }
