@@ -92,47 +92,42 @@ func histNames[T any](h []hdef[T]) []string {
 	return out
 }
 
+// getOrCreate returns m[k], storing mk() there first when absent; the
+// caller's handles are created under s.mu once, never on the hot path.
+func getOrCreate[K comparable, V any](s *Store, m map[K]V, k K, mk func() V) V {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := m[k]
+	if !ok {
+		v = mk()
+		m[k] = v
+	}
+	return v
+}
+
 // Listener returns the stats of the named listener, creating them on first
 // use. The same name always yields the same handle, so a listener rebuilt by
 // an update keeps counting where the old one stopped.
 func (s *Store) Listener(name string) *ListenerStats {
-	name = clean(name)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ls, ok := s.listeners[name]
-	if !ok {
-		ls = &ListenerStats{DownstreamCxLength: NewHistogram()}
-		s.listeners[name] = ls
-	}
-	return ls
+	return getOrCreate(s, s.listeners, clean(name), func() *ListenerStats {
+		return &ListenerStats{DownstreamCxLength: NewHistogram()}
+	})
 }
 
 // HTTP returns the stats of the HTTP connection manager with the given
 // stat_prefix, creating them on first use.
 func (s *Store) HTTP(statPrefix string) *HTTPStats {
-	statPrefix = clean(statPrefix)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	hs, ok := s.https[statPrefix]
-	if !ok {
-		hs = &HTTPStats{DownstreamRqTime: NewHistogram()}
-		s.https[statPrefix] = hs
-	}
-	return hs
+	return getOrCreate(s, s.https, clean(statPrefix), func() *HTTPStats {
+		return &HTTPStats{DownstreamRqTime: NewHistogram()}
+	})
 }
 
 // Route returns the stats of a route in a virtual host, creating them on
 // first use.
 func (s *Store) Route(vhost, route string) *RouteStats {
-	k := routeKey{clean(vhost), clean(route)}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rs, ok := s.routes[k]
-	if !ok {
-		rs = &RouteStats{Latency: NewHistogram()}
-		s.routes[k] = rs
-	}
-	return rs
+	return getOrCreate(s, s.routes, routeKey{clean(vhost), clean(route)}, func() *RouteStats {
+		return &RouteStats{Latency: NewHistogram()}
+	})
 }
 
 // ClusterLatency returns the upstream request time histogram of a cluster
@@ -140,15 +135,7 @@ func (s *Store) Route(vhost, route string) *RouteStats {
 // survives RegisterCluster replacing the cluster's counters and goes away
 // with UnregisterCluster.
 func (s *Store) ClusterLatency(cluster string) *Histogram {
-	cluster = clean(cluster)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	h, ok := s.latency[cluster]
-	if !ok {
-		h = NewHistogram()
-		s.latency[cluster] = h
-	}
-	return h
+	return getOrCreate(s, s.latency, clean(cluster), NewHistogram)
 }
 
 // RegisterCluster exports the counters of a cluster under its name,
