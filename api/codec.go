@@ -6,8 +6,7 @@ import (
 )
 
 // This file is the protocol plugin contract (SPEC D4) that the RPC codecs
-// (Bolt, Dubbo; later Triple) implement. The multiplexed proxy that drives
-// it (issue "RPC through the mesh") is not built yet; the codecs are.
+// (Bolt, Dubbo; later Triple) implement and internal/rpc drives.
 
 // ErrNeedMore means b holds only part of a frame; read more and retry.
 var ErrNeedMore = errors.New("codec: need more bytes")
@@ -79,7 +78,26 @@ type Codec interface {
 	// no upstream, 504 timeout, 502 bad upstream, 429/503 overload...)
 	// mapped to the protocol's own code, with a message.
 	ErrorReply(req Frame, status int, msg string) Frame
+	// HTTPStatus maps a response's protocol status to its HTTP equivalent
+	// (200 for success, 504 for a timeout, 503 for busy...), which stats,
+	// access logs and retry policies use.
+	HTTPStatus(resp Frame) int
 }
 
+// CodecLimits bound what a codec accepts from a peer; a zero field keeps
+// the codec's default. Frames past a limit are refused before their bytes
+// are buffered.
+type CodecLimits struct {
+	// MaxFrameBytes bounds a frame's payload (Bolt content, Dubbo body).
+	MaxFrameBytes int
+	// MaxHeaderBytes bounds the encoded header map (Bolt).
+	MaxHeaderBytes int
+	// MaxHeaders bounds header map entries / attachments.
+	MaxHeaders int
+}
+
+// CodecFactory makes a codec with the given limits.
+type CodecFactory func(l CodecLimits) Codec
+
 // Codecs is the registry of RPC protocol codecs, keyed by name.
-var Codecs = NewRegistry[Codec]("codec")
+var Codecs = NewRegistry[CodecFactory]("codec")

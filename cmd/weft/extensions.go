@@ -4,8 +4,11 @@
 package main
 
 import (
+	_ "github.com/weftmesh/weft/extensions/codecs/bolt"
+	_ "github.com/weftmesh/weft/extensions/codecs/dubbo"
 	_ "github.com/weftmesh/weft/extensions/filters/network/connlimit"
 	_ "github.com/weftmesh/weft/extensions/filters/network/hcm"
+	_ "github.com/weftmesh/weft/extensions/filters/network/rpcproxy"
 	_ "github.com/weftmesh/weft/extensions/filters/network/tcpproxy"
 	_ "github.com/weftmesh/weft/extensions/filters/stream/fault"
 	_ "github.com/weftmesh/weft/extensions/filters/stream/headermutation"

@@ -31,6 +31,7 @@ func (s *Store) Collector() prometheus.Collector {
 		route:    newFamilyDescs(scopeRoute, []string{"vhost", "route"}, routeDefs, routeHists),
 		cluster:  newFamilyDescs(scopeCluster, []string{"cluster"}, clusterDefs, nil),
 		host:     newFamilyDescs(scopeHost, []string{"cluster", "host"}, hostDefs, nil),
+		rpc:      newRPCCollector(),
 		clusterLatency: prometheus.NewDesc(promPrefix+scopeCluster+"_"+clusterHistStat+"_seconds",
 			"Upstream request time.", []string{"cluster"}, nil),
 	}
@@ -115,6 +116,7 @@ type collector struct {
 	cluster        familyDescs[api.ClusterStats]
 	host           familyDescs[hostEntry]
 	clusterLatency *prometheus.Desc
+	rpc            rpcCollector
 }
 
 // Describe sends nothing: the collector is unchecked.
@@ -138,6 +140,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, l := range sn.latency {
 		ch <- constHistogram(c.clusterLatency, l.h, l.name)
 	}
+	c.rpc.collect(c.s, ch)
 	for _, h := range sn.hosts {
 		c.host.emit(ch, &h.e, h.cluster, h.addr)
 	}

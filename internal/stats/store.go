@@ -18,15 +18,17 @@ import (
 // concurrent use; they take a lock, so call them at config time and keep
 // the handles they return.
 type Store struct {
-	mu        sync.RWMutex
-	listeners map[string]*ListenerStats
-	https     map[string]*HTTPStats
-	routes    map[routeKey]*RouteStats
-	clusters  map[string]*api.ClusterStats
-	latency   map[string]*Histogram
-	hosts     map[string]map[string]hostEntry // cluster -> address -> host
-	ext       map[string]*extFamily
-	builtin   map[string]bool // reserved Prometheus family names
+	mu         sync.RWMutex
+	listeners  map[string]*ListenerStats
+	https      map[string]*HTTPStats
+	routes     map[routeKey]*RouteStats
+	clusters   map[string]*api.ClusterStats
+	latency    map[string]*Histogram
+	hosts      map[string]map[string]hostEntry // cluster -> address -> host
+	ext        map[string]*extFamily
+	rpcs       map[string]*RPCStats
+	rpcMethods map[rpcMethodKey]*RPCMethodStats
+	builtin    map[string]bool // reserved Prometheus family names
 }
 
 type routeKey struct{ vhost, route string }
@@ -49,14 +51,16 @@ type extSeries struct {
 // NewStore returns an empty store.
 func NewStore() *Store {
 	s := &Store{
-		listeners: map[string]*ListenerStats{},
-		https:     map[string]*HTTPStats{},
-		routes:    map[routeKey]*RouteStats{},
-		clusters:  map[string]*api.ClusterStats{},
-		latency:   map[string]*Histogram{},
-		hosts:     map[string]map[string]hostEntry{},
-		ext:       map[string]*extFamily{},
-		builtin:   map[string]bool{},
+		listeners:  map[string]*ListenerStats{},
+		https:      map[string]*HTTPStats{},
+		routes:     map[routeKey]*RouteStats{},
+		clusters:   map[string]*api.ClusterStats{},
+		latency:    map[string]*Histogram{},
+		hosts:      map[string]map[string]hostEntry{},
+		ext:        map[string]*extFamily{},
+		rpcs:       map[string]*RPCStats{},
+		rpcMethods: map[rpcMethodKey]*RPCMethodStats{},
+		builtin:    map[string]bool{},
 	}
 	reserve := func(scope string, scalar []string, hist []string) {
 		for _, n := range scalar {
@@ -73,6 +77,8 @@ func NewStore() *Store {
 	reserve(scopeRoute, promNames(routeDefs), histNames(routeHists))
 	reserve(scopeCluster, promNames(clusterDefs), []string{clusterHistStat + "_seconds"})
 	reserve(scopeHost, promNames(hostDefs), nil)
+	reserve(scopeRPC, promNames(rpcDefs), histNames(rpcHists))
+	reserve(scopeRPCMethod, append(promNames(rpcMethodDefs), "responses_total"), histNames(rpcMethodHists))
 	return s
 }
 
@@ -317,6 +323,7 @@ func (s *Store) Samples() []Sample {
 			out = append(out, Sample{Name: extSampleName(f.extFamily, se), Value: extValue(f.extFamily, se)})
 		}
 	}
+	out = s.rpcSamples(out)
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }

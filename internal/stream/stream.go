@@ -23,8 +23,7 @@ type stream struct {
 	route    *router.Route
 	cluster  string
 	host     api.Host
-	flags    [4]string
-	nflags   int
+	flags    accesslog.Flags
 	hasResp  bool
 	replied  bool // a local reply was sent
 	status   int
@@ -51,7 +50,7 @@ func (s *stream) reset(start time.Time) {
 	s.route = nil
 	s.cluster = ""
 	s.host = nil
-	s.nflags = 0
+	s.flags.Reset()
 	s.hasResp = false
 	s.replied = false
 	s.status = 0
@@ -109,31 +108,9 @@ func (s *stream) HashKey() (uint64, bool) { return s.hashKey, s.hasHash }
 // Headers implements api.LBContext.
 func (s *stream) Headers() api.HeaderMap { return &s.req }
 
-func (s *stream) flag(f string) {
-	for i := 0; i < s.nflags; i++ {
-		if s.flags[i] == f {
-			return
-		}
-	}
-	if s.nflags < len(s.flags) {
-		s.flags[s.nflags] = f
-		s.nflags++
-	}
-}
+func (s *stream) flag(f string) { s.flags.Add(f) }
 
-func (s *stream) flagString() string {
-	switch s.nflags {
-	case 0:
-		return "-"
-	case 1:
-		return s.flags[0]
-	}
-	out := s.flags[0]
-	for i := 1; i < s.nflags; i++ {
-		out += "," + s.flags[i]
-	}
-	return out
-}
+func (s *stream) flagString() string { return s.flags.String() }
 
 // localReply answers the downstream from Weft itself. closeConn forces
 // Connection: close (protocol errors, unread request bodies).

@@ -448,8 +448,11 @@ func TestDecodeCopies(t *testing.T) {
 	if d := sameFrame(&f, want); d != "" {
 		t.Fatalf("overwriting the input changed the frame's %s", d)
 	}
-	if v, _ := f.Headers().Get(":authority"); v != "com.alipay.test.HelloService:1.0" {
+	if v, _ := f.Headers().Get(":authority"); v != "com.alipay.test.HelloService" {
 		t.Fatalf(":authority = %q after overwriting the input", v)
+	}
+	if v, _ := f.Headers().Get("service"); v != "com.alipay.test.HelloService:1.0" {
+		t.Fatalf("service = %q after overwriting the input", v)
 	}
 
 	big, err := Encode(nil, &Frame{Proto: 1, Type: TypeRequest, CmdCode: CmdRequest, Ver2: 1, Codec: 1, Content: make([]byte, 1<<20)})

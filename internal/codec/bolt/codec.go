@@ -141,6 +141,10 @@ func (c *Codec) ErrorReply(req api.Frame, status int, msg string) api.Frame {
 	return r
 }
 
+// HTTPStatus is HTTPStatus(resp.Status()) for a response, 200 for a
+// heartbeat reply with status SUCCESS.
+func (c *Codec) HTTPStatus(resp api.Frame) int { return HTTPStatus(uint16(resp.Status())) }
+
 // replyTo returns an empty response frame for req's id, protocol and
 // codec.
 func replyTo(req api.Frame) *Frame {

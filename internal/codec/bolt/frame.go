@@ -103,9 +103,12 @@ func (f *Frame) Status() int {
 }
 
 // Headers returns the routing view of the header map: ":authority" is the
-// service unique name, ":path" the method, "version" and "group" the
-// version and uniqueId parts of the service name; every raw key is readable
-// too. See README.md for the mapping. The view allocates nothing.
+// interface part of the service unique name (as for Dubbo), ":path" the
+// method, "version" and "group" the version and uniqueId parts of the
+// service name; every raw key is readable too, "service" and
+// "sofa_head_target_service" giving the whole unique name. Set(":authority")
+// replaces the interface and keeps the version and uniqueId. See README.md
+// for the mapping. The view allocates nothing.
 func (f *Frame) Headers() api.HeaderMap { return (*routeHeaders)(f) }
 
 // Reset empties the frame, keeping its storage for the next Decode.

@@ -66,12 +66,22 @@ func FuzzDecode(f *testing.F) {
 		}
 
 		// Filters editing the headers keep the frame encodable, and the
-		// peer sees the edits.
+		// peer sees the edits: Set(":authority") moves the request to
+		// another interface and keeps the ":version[:uniqueId]" suffix of
+		// its unique name.
+		name, ok := fr.Header.getExact(KeyTargetService)
+		if !ok {
+			name, _ = fr.Header.getExact(KeyService)
+		}
+		want := "com.example.Svc"
+		if i := strings.IndexByte(name, ':'); i >= 0 {
+			want += name[i:]
+		}
 		h := fr.Headers()
-		h.Set(":authority", "com.example.Svc:2.0:g")
+		h.Set(":authority", "com.example.Svc")
 		h.Set(":path", "m")
 		h.Add("x-weft", "1")
-		h.Del("service")
+		h.Del(KeyTargetService)
 		out, err = Encode(out[:0], &fr)
 		if err != nil {
 			t.Fatalf("Encode after edits: %v", err)
@@ -80,13 +90,27 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode after edits = %d, %v", m, err)
 		}
 		gh := g.Headers()
-		for _, kv := range [][2]string{{":authority", "com.example.Svc:2.0:g"}, {":path", "m"}, {"x-weft", "1"}} {
+		full, ok := gh.Get("service")
+		if !ok || full != want {
+			t.Fatalf("Get(\"service\") = %q, %v after edits; want %q (was %q)", full, ok, want, name)
+		}
+		iface, _, _ := strings.Cut(full, ":")
+		for _, kv := range [][2]string{{":authority", iface}, {":path", "m"}, {"x-weft", "1"}} {
 			if v, ok := gh.Get(kv[0]); !ok || v != kv[1] {
-				t.Fatalf("Get(%q) = %q, %v after edits", kv[0], v, ok)
+				t.Fatalf("Get(%q) = %q, %v after edits; want %q", kv[0], v, ok, kv[1])
 			}
 		}
-		if _, ok := gh.Get("service"); ok {
-			t.Fatal("deleted service key survived")
+		if _, ok := gh.Get(KeyTargetService); ok {
+			t.Fatal("deleted target service key survived")
+		}
+		ver, grp := serviceParts(full)
+		for _, kv := range [][2]string{{"version", ver}, {"group", grp}} {
+			if _, raw := g.Header.Get(kv[0]); raw {
+				continue
+			}
+			if v, ok := gh.Get(kv[0]); v != kv[1] || ok != (kv[1] != "") {
+				t.Fatalf("Get(%q) = %q, %v after edits of %q; want %q", kv[0], v, ok, name, kv[1])
+			}
 		}
 		if !bytes.Equal(g.Content, data[n-len(fr.Content)-crcLen(&fr):n-crcLen(&fr)]) {
 			t.Fatal("content changed by header edits")

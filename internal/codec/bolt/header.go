@@ -242,8 +242,9 @@ func item(p []byte, i int, key bool) (start, end int, err error) {
 // allocation.
 type routeHeaders Frame
 
-// authority returns the service unique name: sofa_head_target_service, else
-// service (exact keys, as SOFARPC reads them).
+// authority returns the service unique name "interface:version[:uniqueId]":
+// sofa_head_target_service, else service (exact keys, as SOFARPC reads
+// them). Get(":authority") is its interface part.
 func (r *routeHeaders) authority() (string, bool) {
 	if v, ok := r.Header.getExact(KeyTargetService); ok {
 		return v, true
@@ -273,14 +274,21 @@ func indexByte(s string, c byte) int {
 	return -1
 }
 
-// Get returns the value of key: ":authority" and ":path" map to the
-// routing headers, "version" and "group" fall back to the parts of the
-// service name when the map has no such key, other pseudo-headers are
-// absent, and every other key is looked up in the raw map.
+// Get returns the value of key: ":authority" is the interface part of the
+// service unique name (the text before its first ':'), so that a Bolt and a
+// Dubbo request for one service route alike; ":path" is the method;
+// "version" and "group" fall back to the second and third parts of the
+// service name when the map has no such key; other pseudo-headers are
+// absent, and every other key, "service" and "sofa_head_target_service"
+// included (the whole unique name), is looked up in the raw map.
 func (r *routeHeaders) Get(key string) (string, bool) {
 	switch key {
 	case ":authority":
-		return r.authority()
+		svc, ok := r.authority()
+		if i := indexByte(svc, ':'); i >= 0 {
+			svc = svc[:i]
+		}
+		return svc, ok
 	case ":path":
 		return r.Header.getExact(KeyMethodName)
 	}
@@ -304,14 +312,30 @@ func (r *routeHeaders) Get(key string) (string, bool) {
 	return "", false
 }
 
-// Set sets key: ":authority" (or either service key) sets both service
-// keys, which SOFARPC reads interchangeably and Decode requires to agree;
-// ":path" sets sofa_head_method_name; other pseudo-headers are ignored. The
-// content is not touched: a hessian SofaRequest also names the service and
-// method in its body.
+// Set sets key. ":authority" replaces the interface part of the service
+// name and keeps its ":version[:uniqueId]" suffix; a value that itself
+// holds a ':' is a whole unique name and replaces the name. Either service
+// key sets the name to exactly value. All three write both service keys,
+// which SOFARPC reads interchangeably and Decode requires to agree. ":path"
+// sets sofa_head_method_name; other pseudo-headers are ignored. The content
+// is not touched: a hessian SofaRequest also names the service and method
+// in its body.
 func (r *routeHeaders) Set(key, value string) {
 	switch {
-	case key == ":authority" || equalFold(key, KeyService) || equalFold(key, KeyTargetService):
+	case key == ":authority":
+		// The interface changes; version and uniqueId stay. A value with
+		// its own suffix replaces the whole name: appending the old suffix
+		// would add parts, and more on every Set.
+		if indexByte(value, ':') < 0 {
+			if svc, ok := r.authority(); ok {
+				if i := indexByte(svc, ':'); i >= 0 {
+					value += svc[i:]
+				}
+			}
+		}
+		r.Header.set(KeyService, value, true)
+		r.Header.set(KeyTargetService, value, true)
+	case equalFold(key, KeyService) || equalFold(key, KeyTargetService):
 		r.Header.set(KeyService, value, true)
 		r.Header.set(KeyTargetService, value, true)
 	case key == ":path":

@@ -2,6 +2,8 @@ package bolt
 
 import (
 	"testing"
+
+	"github.com/weftmesh/weft/api"
 )
 
 func TestHeadersGet(t *testing.T) {
@@ -12,9 +14,15 @@ func TestHeadersGet(t *testing.T) {
 		want   string
 		ok     bool
 	}{
-		{"authority from target service", []string{"sofa_head_target_service", "a.B:1.0"}, ":authority", "a.B:1.0", true},
-		{"authority from service", []string{"service", "a.B:2.0"}, ":authority", "a.B:2.0", true},
-		{"authority both", []string{"service", "a.B:1.0", "sofa_head_target_service", "a.B:1.0"}, ":authority", "a.B:1.0", true},
+		{"authority from target service", []string{"sofa_head_target_service", "a.B:1.0"}, ":authority", "a.B", true},
+		{"authority from service", []string{"service", "a.C:2.0"}, ":authority", "a.C", true},
+		{"authority both", []string{"service", "a.B:1.0", "sofa_head_target_service", "a.B:1.0"}, ":authority", "a.B", true},
+		{"authority target wins", []string{"service", "a.B:1.0", "sofa_head_target_service", "a.C:1.0"}, ":authority", "a.C", true},
+		{"authority drops uniqueId", []string{"service", "a.B:2.1:blue"}, ":authority", "a.B", true},
+		{"authority without version", []string{"service", "a.B"}, ":authority", "a.B", true},
+		{"authority empty interface", []string{"service", ":1.0"}, ":authority", "", true},
+		{"authority empty name", []string{"service", ""}, ":authority", "", true},
+		{"authority target exact case only", []string{"SOFA_HEAD_TARGET_SERVICE", "a.C:1.0", "service", "a.B:1.0"}, ":authority", "a.B", true},
 		{"authority exact case only", []string{"SERVICE", "a.B:1.0"}, ":authority", "", false},
 		{"authority absent", []string{"x", "y"}, ":authority", "", false},
 		{"path", []string{"sofa_head_method_name", "sayHello"}, ":path", "sayHello", true},
@@ -32,6 +40,9 @@ func TestHeadersGet(t *testing.T) {
 		{"raw key case-insensitive", []string{"Trace", "abc"}, "trace", "abc", true},
 		{"raw empty value", []string{"k", ""}, "k", "", true},
 		{"raw service key", []string{"service", "a.B:1.0"}, "service", "a.B:1.0", true},
+		{"raw service key with uniqueId", []string{"service", "a.B:1.0:blue"}, "service", "a.B:1.0:blue", true},
+		{"raw target service key", []string{"sofa_head_target_service", "a.B:1.0:blue"}, "sofa_head_target_service", "a.B:1.0:blue", true},
+		{"group derived from target", []string{"sofa_head_target_service", "a.B:1.0:blue"}, "group", "blue", true},
 		{"other pseudo", []string{"service", "a.B:1.0"}, ":method", "", false},
 		{"status pseudo", nil, ":status", "", false},
 		{"missing", []string{"a", "b"}, "c", "", false},
@@ -56,14 +67,38 @@ func TestHeadersMutate(t *testing.T) {
 		want   []string // raw entries afterwards
 	}{
 		{"set authority sets both keys", []string{"service", "a.B:1.0", "sofa_head_target_service", "a.B:1.0", "x", "1"},
-			[]op{{"set", ":authority", "c.D:2.0"}},
-			[]string{"service", "c.D:2.0", "sofa_head_target_service", "c.D:2.0", "x", "1"}},
+			[]op{{"set", ":authority", "c.D"}},
+			[]string{"service", "c.D:1.0", "sofa_head_target_service", "c.D:1.0", "x", "1"}},
 		{"set authority adds missing", []string{"service", "a.B:1.0"},
-			[]op{{"set", ":authority", "c.D:2.0"}},
+			[]op{{"set", ":authority", "c.D"}},
+			[]string{"service", "c.D:1.0", "sofa_head_target_service", "c.D:1.0"}},
+		{"set authority keeps uniqueId", []string{"sofa_head_target_service", "a.B:1.0:blue"},
+			[]op{{"set", ":authority", "c.D"}},
+			[]string{"sofa_head_target_service", "c.D:1.0:blue", "service", "c.D:1.0:blue"}},
+		{"set authority no suffix", []string{"service", "a.B"},
+			[]op{{"set", ":authority", "c.D"}},
+			[]string{"service", "c.D", "sofa_head_target_service", "c.D"}},
+		{"set authority no name", []string{"x", "1"},
+			[]op{{"set", ":authority", "c.D"}},
+			[]string{"x", "1", "service", "c.D", "sofa_head_target_service", "c.D"}},
+		{"set authority twice", []string{"service", "a.B:1.0:blue"},
+			[]op{{"set", ":authority", "c.D"}, {"set", ":authority", "e.F"}},
+			[]string{"service", "e.F:1.0:blue", "sofa_head_target_service", "e.F:1.0:blue"}},
+		{"set authority whole name", []string{"service", "a.B:1.0:blue"},
+			[]op{{"set", ":authority", "c.D:2.0"}, {"set", ":authority", "c.D:2.0"}},
 			[]string{"service", "c.D:2.0", "sofa_head_target_service", "c.D:2.0"}},
+		{"add authority keeps version", []string{"service", "a.B:1.0"},
+			[]op{{"add", ":authority", "c.D"}},
+			[]string{"service", "c.D:1.0", "sofa_head_target_service", "c.D:1.0"}},
 		{"set authority respells", []string{"SERVICE", "a.B:1.0"},
 			[]op{{"set", ":authority", "c.D:2.0"}},
 			[]string{"service", "c.D:2.0", "sofa_head_target_service", "c.D:2.0"}},
+		{"set authority ignores inexact key", []string{"SERVICE", "a.B:1.0"},
+			[]op{{"set", ":authority", "c.D"}},
+			[]string{"service", "c.D", "sofa_head_target_service", "c.D"}},
+		{"set authority after del", []string{"service", "a.B:1.0"},
+			[]op{{"del", ":authority", ""}, {"set", ":authority", "c.D"}},
+			[]string{"service", "c.D", "sofa_head_target_service", "c.D"}},
 		{"set path", []string{"sofa_head_method_name", "a"},
 			[]op{{"set", ":path", "b"}},
 			[]string{"sofa_head_method_name", "b"}},
@@ -96,6 +131,12 @@ func TestHeadersMutate(t *testing.T) {
 			[]string{"a", "1"}},
 		{"set service syncs target", []string{"service", "a.B:1.0", "sofa_head_target_service", "a.B:1.0"},
 			[]op{{"set", "service", "c.D:2.0"}},
+			[]string{"service", "c.D:2.0", "sofa_head_target_service", "c.D:2.0"}},
+		{"set service exact value", []string{"service", "a.B:1.0:blue"},
+			[]op{{"set", "service", "c.D"}},
+			[]string{"service", "c.D", "sofa_head_target_service", "c.D"}},
+		{"set target service exact value", []string{"service", "a.B:1.0:blue"},
+			[]op{{"set", "sofa_head_target_service", "c.D:2.0"}},
 			[]string{"service", "c.D:2.0", "sofa_head_target_service", "c.D:2.0"}},
 		{"add target service syncs service", []string{"Service", "a.B:1.0"},
 			[]op{{"add", "SOFA_HEAD_TARGET_SERVICE", "c.D:2.0"}},
@@ -157,13 +198,16 @@ func TestHeaderSetEncodeDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := f.Headers()
-	if v, _ := h.Get(":authority"); v != "com.weftmesh.demo.OrderService:1.0" {
+	if v, _ := h.Get(":authority"); v != "com.weftmesh.demo.OrderService" {
 		t.Fatalf(":authority = %q", v)
+	}
+	if v, _ := h.Get("service"); v != "com.weftmesh.demo.OrderService:1.0" {
+		t.Fatalf("service = %q", v)
 	}
 	if v, _ := h.Get("version"); v != "1.0" {
 		t.Fatalf("version = %q", v)
 	}
-	h.Set(":authority", "com.example.Other:2.0:canary")
+	h.Set(":authority", "com.example.Other")
 	h.Set(":path", "bye")
 	h.Set("x-weft-route", "r1")
 	h.Del("rpc_trace_context.Elastic")
@@ -177,12 +221,11 @@ func TestHeaderSetEncodeDecode(t *testing.T) {
 	}
 	gh := g.Headers()
 	for _, tc := range []struct{ key, want string }{
-		{":authority", "com.example.Other:2.0:canary"},
-		{"service", "com.example.Other:2.0:canary"},
-		{"sofa_head_target_service", "com.example.Other:2.0:canary"},
+		{":authority", "com.example.Other"},
+		{"service", "com.example.Other:1.0"},
+		{"sofa_head_target_service", "com.example.Other:1.0"},
 		{":path", "bye"},
-		{"version", "2.0"},
-		{"group", "canary"},
+		{"version", "1.0"},
 		{"x-weft-route", "r1"},
 		{"rpc_trace_context.sofaCallerApp", "frontend"},
 	} {
@@ -193,8 +236,66 @@ func TestHeaderSetEncodeDecode(t *testing.T) {
 	if _, ok := gh.Get("rpc_trace_context.Elastic"); ok {
 		t.Error("deleted key survived")
 	}
+	if v, ok := gh.Get("group"); ok {
+		t.Errorf("group = %q, want none", v)
+	}
 	if string(g.(*Frame).Content) != "\x0a\x01a" || g.RequestID() != 109 || g.Timeout().Milliseconds() != 100 {
 		t.Error("content, id or timeout changed")
+	}
+}
+
+// TestHeadersSetAuthorityKeepsVersionGroup checks that Set(":authority")
+// moves a request to another interface and keeps the version and group it
+// asked for, in the view and on the wire.
+func TestHeadersSetAuthorityKeepsVersionGroup(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		header     []string
+		value      string
+		full       string // unique name afterwards
+		ver, group string // "" for none
+	}{
+		{"version and group", []string{"service", "a.B:1.0:blue", "sofa_head_target_service", "a.B:1.0:blue"}, "c.D", "c.D:1.0:blue", "1.0", "blue"},
+		{"target only", []string{"sofa_head_target_service", "a.B:2.0:canary"}, "c.D", "c.D:2.0:canary", "2.0", "canary"},
+		{"version only", []string{"service", "a.B:1.0"}, "c.D", "c.D:1.0", "1.0", ""},
+		{"empty version kept", []string{"service", "a.B::blue"}, "c.D", "c.D::blue", "", "blue"},
+		{"group with colons kept", []string{"service", "a.B:1.0:u:v"}, "c.D", "c.D:1.0:u:v", "1.0", "u:v"},
+		{"no suffix", []string{"service", "a.B"}, "c.D", "c.D", "", ""},
+		{"no name", nil, "c.D", "c.D", "", ""},
+		{"whole name replaces", []string{"service", "a.B:1.0:blue"}, "c.D:2.0", "c.D:2.0", "2.0", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := Frame{Proto: 1, Type: TypeRequest, CmdCode: CmdRequest, Ver2: 1, Codec: 1, Header: withHeader(tc.header...)}
+			f.Headers().Set(":authority", tc.value)
+			b, err := Encode(nil, &f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var g Frame
+			if _, err := Decode(&g, b, Limits{}); err != nil {
+				t.Fatalf("Decode of edited frame: %v", err)
+			}
+			iface := tc.full
+			if i := indexByte(iface, ':'); i >= 0 {
+				iface = iface[:i]
+			}
+			for _, h := range []api.HeaderMap{f.Headers(), g.Headers()} {
+				for _, kv := range []struct {
+					key, want string
+					ok        bool
+				}{
+					{":authority", iface, true},
+					{"service", tc.full, true},
+					{"sofa_head_target_service", tc.full, true},
+					{"version", tc.ver, tc.ver != ""},
+					{"group", tc.group, tc.group != ""},
+				} {
+					if v, ok := h.Get(kv.key); v != kv.want || ok != kv.ok {
+						t.Errorf("Get(%q) = %q, %v; want %q, %v", kv.key, v, ok, kv.want, kv.ok)
+					}
+				}
+			}
+		})
 	}
 }
 

@@ -18,6 +18,9 @@ import (
 // echoService is the one service the test server knows.
 const echoService = "com.example.EchoService:1.0"
 
+// echoInterface is the interface part of echoService, its ":authority".
+const echoInterface = "com.example.EchoService"
+
 // peerTimeout bounds every blocking step of the peers.
 const peerTimeout = 5 * time.Second
 
@@ -98,7 +101,12 @@ func (s *boltServer) serve(c net.Conn) {
 			s.oneway <- req.Clone()
 			continue
 		case api.KindRequest:
-			if svc, _ := req.Headers().Get(":authority"); svc != echoService {
+			// A SOFA server dispatches on the whole unique name.
+			svc, ok := req.Headers().Get(KeyTargetService)
+			if !ok {
+				svc, _ = req.Headers().Get(KeyService)
+			}
+			if iface, _ := req.Headers().Get(":authority"); svc != echoService || iface != echoInterface {
 				reply = s.codec.ErrorReply(&req, 404, "no service "+svc)
 				break
 			}
@@ -197,7 +205,7 @@ func request(service, method string, content string, proto byte) *Frame {
 	if proto == ProtoV2 {
 		f.Ver1, f.Switch = 2, SwitchCRC
 	}
-	f.Headers().Set(":authority", service)
+	f.Headers().Set(KeyService, service)
 	f.Headers().Set(":path", method)
 	f.Headers().Set("rpc_trace_context.sofaTraceId", "0a0fe8ad1700")
 	return f

@@ -310,6 +310,28 @@ func (Codec) ErrorReply(req api.Frame, status int, msg string) api.Frame {
 	}
 }
 
+// HTTPStatus maps a response's Dubbo status to its HTTP equivalent: OK 200,
+// timeouts 504, bad request 400, service not found 404, thread pool
+// exhausted 503, bad response 502, any other error 500. A business
+// exception carried in an OK response is a 200: the call was delivered.
+func (Codec) HTTPStatus(resp api.Frame) int {
+	switch byte(resp.Status()) {
+	case StatusOK:
+		return 200
+	case StatusClientTimeout, StatusServerTimeout:
+		return 504
+	case StatusBadRequest:
+		return 400
+	case StatusServiceNotFound:
+		return 404
+	case StatusServerThreadpoolExhausted:
+		return 503
+	case StatusBadResponse:
+		return 502
+	}
+	return 500
+}
+
 // StatusFor maps an HTTP-like proxy status to a Dubbo response status (see
 // ErrorReply).
 func StatusFor(httpStatus int) byte {

@@ -15,6 +15,7 @@ import (
 	"github.com/weftmesh/weft/internal/accesslog"
 	"github.com/weftmesh/weft/internal/codec/http1"
 	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/filterchain"
 	"github.com/weftmesh/weft/internal/router"
 	"github.com/weftmesh/weft/internal/stats"
 	"github.com/weftmesh/weft/internal/stream"
@@ -29,8 +30,8 @@ const TypeURL = "type.googleapis.com/envoy.extensions.filters.network.http_conne
 // RouterName and RouterTypeURL identify the terminal router filter, which
 // is the L7 proxy itself rather than a registered stream filter.
 const (
-	RouterName    = "envoy.filters.http.router"
-	RouterTypeURL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+	RouterName    = filterchain.RouterName
+	RouterTypeURL = filterchain.RouterTypeURL
 )
 
 func init() { api.NetworkFilters.Register(Name, []string{TypeURL}, factory{}) }
@@ -39,17 +40,11 @@ type factory struct{}
 
 var _ api.NetworkFilterFactory = factory{}
 
-type filterSpec struct {
-	name    string
-	factory api.StreamFilterFactory
-	parsed  any
-}
-
 // parsed is the validated, typed form of one HttpConnectionManager.
 type parsed struct {
 	pb       *hcmv3.HttpConnectionManager
 	table    *router.Table
-	filters  []filterSpec
+	filters  []filterchain.Spec
 	warnings []string
 	cfg      stream.Config // timeouts, limits and flags; no runtime deps yet
 }
@@ -145,45 +140,9 @@ func durOrNone(d time.Duration) time.Duration {
 }
 
 func (p *parsed) parseFilters(errs *config.Errors) {
-	hf := p.pb.GetHttpFilters()
-	for i, f := range hf {
-		path := fmt.Sprintf("http_filters[%d]", i)
-		if f.GetDisabled() {
-			continue
-		}
-		tu := config.TypeURL(f.GetTypedConfig())
-		if f.GetName() == RouterName || tu == RouterTypeURL {
-			if i != len(hf)-1 {
-				errs.Add(path, "the router filter must be the last http filter")
-			}
-			continue
-		}
-		if i == len(hf)-1 {
-			errs.Add(path, "the last http filter must be %s", RouterName)
-		}
-		fac, ok := api.StreamFilters.Lookup(f.GetName(), tu)
-		if !ok {
-			if f.GetIsOptional() {
-				p.warnings = append(p.warnings, fmt.Sprintf("%s: unknown optional filter %q (%s) skipped", path, f.GetName(), tu))
-				continue
-			}
-			errs.Add(path, "unknown http filter %q (type %q); mark it is_optional to skip it", f.GetName(), tu)
-			continue
-		}
-		var raw []byte
-		if tc := f.GetTypedConfig(); tc != nil {
-			raw = tc.GetValue()
-		}
-		pc, err := fac.Parse(raw, tu)
-		if err != nil {
-			errs.AddErr(path+".typed_config", err)
-			continue
-		}
-		p.filters = append(p.filters, filterSpec{name: f.GetName(), factory: fac, parsed: pc})
-	}
-	if len(hf) == 0 {
-		errs.Add("http_filters", "must end with %s", RouterName)
-	}
+	specs, warns := filterchain.Parse(p.pb.GetHttpFilters(), true, errs, "http_filters")
+	p.filters = specs
+	p.warnings = append(p.warnings, warns...)
 }
 
 // Build implements api.NetworkFilterFactory.
@@ -206,13 +165,11 @@ func (factory) Build(pa any, bc api.BuildContext) (api.NetworkFilter, error) {
 	if bc.Service(&bp) {
 		c.BufPool = bp
 	}
-	for _, f := range p.filters {
-		sf, err := f.factory.Build(f.parsed, bc)
-		if err != nil {
-			return nil, fmt.Errorf("http filter %q: %w", f.name, err)
-		}
-		c.Filters = append(c.Filters, sf)
+	fs, err := filterchain.Build(p.filters, bc)
+	if err != nil {
+		return nil, fmt.Errorf("http filters: %w", err)
 	}
+	c.Filters = fs
 	for i, al := range p.pb.GetAccessLog() {
 		l, err := accesslog.ForBuild(bc, al)
 		if err != nil {
@@ -234,28 +191,4 @@ func (p *parsed) Warnings() []string { return p.warnings }
 
 // ClusterRefs lists the clusters the route table names, so a static config
 // that routes to a missing cluster is refused at load time.
-func (p *parsed) ClusterRefs() []string {
-	if p.table == nil {
-		return nil
-	}
-	seen := map[string]bool{}
-	var out []string
-	add := func(n string) {
-		if n != "" && !seen[n] {
-			seen[n] = true
-			out = append(out, n)
-		}
-	}
-	for _, vh := range p.table.VirtualHosts() {
-		for _, r := range vh.Routes {
-			add(r.Cluster)
-			for _, w := range r.WeightedClusters {
-				add(w.Name)
-			}
-			for _, m := range r.MirrorPolicies {
-				add(m.Cluster)
-			}
-		}
-	}
-	return out
-}
+func (p *parsed) ClusterRefs() []string { return filterchain.ClusterRefs(p.table) }
