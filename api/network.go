@@ -18,6 +18,16 @@ type ConnHandlerFunc func(ctx context.Context, c net.Conn)
 // ServeConn calls f.
 func (f ConnHandlerFunc) ServeConn(ctx context.Context, c net.Conn) { f(ctx, c) }
 
+// EndOfChain is the handler after a listener's last network filter: it
+// closes the connection. A filter that hands connections on (as the RPC
+// proxy does with bytes it does not speak) compares next with it to know
+// whether anything follows.
+var EndOfChain ConnHandler = endOfChain{}
+
+type endOfChain struct{}
+
+func (endOfChain) ServeConn(_ context.Context, c net.Conn) { _ = c.Close() }
+
 // NetworkFilter is one link of a listener's network filter chain. A
 // non-terminal filter wraps next; a terminal one (tcp_proxy, the HTTP
 // connection manager) ignores it.

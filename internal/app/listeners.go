@@ -1,9 +1,7 @@
 package app
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"sort"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -192,7 +190,7 @@ func buildListeners(ls []*listenerv3.Listener, known map[string]bool, a *App) ([
 // buildChain builds the filters and links them: the last is terminal and
 // each earlier one wraps what follows.
 func buildChain(pc parsedChain, bc api.BuildContext) (api.ConnHandler, error) {
-	var h api.ConnHandler = api.ConnHandlerFunc(func(_ context.Context, c net.Conn) { _ = c.Close() })
+	h := api.EndOfChain
 	for i := len(pc.filters) - 1; i >= 0; i-- {
 		f := pc.filters[i]
 		nf, err := f.factory.Build(f.parsed, bc)

@@ -144,9 +144,13 @@ func (sc *serverConn) serve(ctx context.Context) {
 	if err != nil && !sc.dead.Load() {
 		p.cfg.Log.Debug("rpc: downstream connection ended", "remote", sc.nc.RemoteAddr().String(), "err", err)
 	}
-	// Let requests in flight finish and answer before closing, unless the
-	// peer is gone: then they see done and give up.
-	if !sc.dead.Load() && !errors.Is(err, errProtocol) {
+	// Let requests in flight finish and answer before closing (also after
+	// a protocol error: the frames before it were good), unless the peer
+	// is gone: then they see done and give up.
+	if !sc.dead.Load() {
+		if tc, ok := sc.nc.(interface{ CloseRead() error }); ok && errors.Is(err, errProtocol) {
+			_ = tc.CloseRead()
+		}
 		sc.reqs.Wait()
 	}
 	sc.shut()

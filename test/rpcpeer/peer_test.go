@@ -335,9 +335,10 @@ func TestContextTimeoutStalled(t *testing.T) {
 			if _, err := c.Call(ctx, &Request{Service: "s", Method: "m"}); !errors.Is(err, context.Canceled) {
 				t.Fatalf("canceled: %v", err)
 			}
-			if st := s.Stats(); st.Requests < 1 || st.Heartbeats < 1 {
-				eventually(t, "stalled request counted", func() bool { st := s.Stats(); return st.Requests == 1 && st.Heartbeats == 1 })
-			}
+			eventually(t, "the stalled request and heartbeat counted", func() bool {
+				st := s.Stats()
+				return st.Requests == 1 && st.Heartbeats == 1
+			})
 			s.SetStall(false)
 			c.mu.Lock()
 			left := len(c.calls)

@@ -246,7 +246,9 @@ type filter struct{ c rpc.Config }
 // when the proxy is the last filter, next closes them.
 func (f filter) Chain(next api.ConnHandler) api.ConnHandler {
 	c := f.c
-	c.Next = next
+	if next != api.EndOfChain {
+		c.Next = next
+	}
 	return rpc.New(c)
 }
 
