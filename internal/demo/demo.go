@@ -8,6 +8,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -41,16 +45,42 @@ type clusterSpec struct {
 	Name, LB string
 	Ports    []int
 }
+
+// rpcRouteSpec sends every method of the service Domain ("*": any) to
+// Cluster.
+type rpcRouteSpec struct{ Name, Domain, Cluster string }
+
+// rpcSpec is a sidecar's RPC proxy listener.
+type rpcSpec struct {
+	Port       int
+	StatPrefix string
+	Protocols  []string
+	Services   []rpcRouteSpec
+	AccessLog  string
+}
+
 type sidecarSpec struct {
 	Name                  string
-	ListenPort, AdminPort int
+	ListenPort, AdminPort int // ListenPort 0: no HTTP listener
 	AccessLog             string
 	Fault                 bool
 	Routes                []routeSpec
+	RPC                   *rpcSpec
 	Clusters              []clusterSpec
 }
 
-// Run starts the mesh and blocks until ctx ends, then drains it.
+// Names of the RPC part of the mesh.
+const (
+	boltApp         = "bolt-echo"
+	dubboApp        = "dubbo-greeting"
+	egressPrefix    = "egress"  // stat_prefix of the frontend sidecar's RPC listener
+	ingressPrefix   = "ingress" // stat_prefix of the providers' sidecars
+	sidecarFrontend = "sidecar-frontend"
+)
+
+// Run starts the mesh and blocks until ctx ends, then drains it: the RPC
+// callers stop first, then the sidecars drain, then the sample services
+// close.
 func Run(ctx context.Context, o Options) error {
 	if o.BasePort == 0 {
 		o.BasePort = 10000
@@ -67,39 +97,83 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		o.Dir = d
+	} else if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return err
 	}
+	p := o.BasePort
+	// The RPC callers run inside the demo process; the frontend app shows
+	// their results on /rpc.
+	callers := map[string]*caller{
+		"bolt": newCaller(echoService+":"+echoVersion, fmt.Sprintf("127.0.0.1:%d", p+3), o.RPS,
+			func() rpcProtocol { return &boltCaller{} }),
+		"dubbo": newCaller(greetingService, fmt.Sprintf("127.0.0.1:%d", p+3), o.RPS,
+			func() rpcProtocol { return &dubboCaller{} }),
+	}
+	rpcStatus := func(w http.ResponseWriter, _ *http.Request) {
+		out := map[string]any{}
+		for name, c := range callers {
+			out[name] = c.stats()
+		}
+		if o.RPS <= 0 {
+			out["note"] = "no RPC callers: background load is off (--rps 0)"
+		}
+		w.Header().Set("content-type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(out)
+	}
+
 	// Sample services: two instances of "backend", one "frontend" that
-	// calls the backend through its own sidecar.
-	b1, err := startService("backend-1", nil)
+	// calls the backend through its own sidecar, and the RPC providers.
+	b1, err := startService("backend-1", nil, nil)
 	if err != nil {
 		return err
 	}
 	defer b1.Close()
-	b2, err := startService("backend-2", nil)
+	b2, err := startService("backend-2", nil, nil)
 	if err != nil {
 		return err
 	}
 	defer b2.Close()
-	egress := fmt.Sprintf("http://127.0.0.1:%d", o.BasePort)
-	fe, err := startService("frontend", &egress)
+	egress := fmt.Sprintf("http://127.0.0.1:%d", p)
+	fe, err := startService("frontend", &egress, map[string]http.HandlerFunc{"/rpc": rpcStatus})
 	if err != nil {
 		return err
 	}
 	defer fe.Close()
+	boltSrv, err := startTCPServer(boltEcho(boltApp))
+	if err != nil {
+		return err
+	}
+	defer boltSrv.Close()
+	dubboSrv, err := startTCPServer(dubboGreeting(dubboApp))
+	if err != nil {
+		return err
+	}
+	defer dubboSrv.Close()
 
-	p := o.BasePort
 	specs := []sidecarSpec{
 		{
 			// The frontend's sidecar: ingress from clients and egress to
-			// the backend's sidecars.
-			Name: "sidecar-frontend", ListenPort: p, AdminPort: o.AdminBase, Fault: true,
+			// the backend's sidecars; RPC egress to the providers'.
+			Name: sidecarFrontend, ListenPort: p, AdminPort: o.AdminBase, Fault: true,
 			Routes: []routeSpec{
 				{"backend", "/backend", "backend"},
 				{"frontend", "/", "frontend"},
 			},
+			RPC: &rpcSpec{
+				Port: p + 3, StatPrefix: egressPrefix, Protocols: []string{"bolt", "dubbo"},
+				Services: []rpcRouteSpec{
+					{"echo", echoService, boltApp},
+					{"greeting", greetingService, dubboApp},
+				},
+			},
 			Clusters: []clusterSpec{
 				{"backend", "ROUND_ROBIN", []int{p + 1, p + 2}},
 				{"frontend", "ROUND_ROBIN", []int{port(fe)}},
+				{boltApp, "ROUND_ROBIN", []int{p + 4}},
+				{dubboApp, "ROUND_ROBIN", []int{p + 5}},
 			},
 		},
 		{
@@ -112,6 +186,21 @@ func Run(ctx context.Context, o Options) error {
 			Routes:   []routeSpec{{"local", "/", "local"}},
 			Clusters: []clusterSpec{{"local", "ROUND_ROBIN", []int{port(b2)}}},
 		},
+		{
+			Name: "sidecar-" + boltApp, AdminPort: o.AdminBase + 3,
+			RPC: &rpcSpec{Port: p + 4, StatPrefix: ingressPrefix, Protocols: []string{"bolt"},
+				Services: []rpcRouteSpec{{"local", "*", "local"}}},
+			Clusters: []clusterSpec{{"local", "ROUND_ROBIN", []int{boltSrv.port()}}},
+		},
+		{
+			Name: "sidecar-" + dubboApp, AdminPort: o.AdminBase + 4,
+			RPC: &rpcSpec{Port: p + 5, StatPrefix: ingressPrefix, Protocols: []string{"dubbo"},
+				Services: []rpcRouteSpec{{"local", "*", "local"}}},
+			Clusters: []clusterSpec{{"local", "ROUND_ROBIN", []int{dubboSrv.port()}}},
+		},
+	}
+	if err := checkPorts(specs); err != nil {
+		return err
 	}
 	tmpl := template.Must(template.New("sidecar").Parse(sidecarTmpl))
 	var apps []*app.App
@@ -122,6 +211,9 @@ func Run(ctx context.Context, o Options) error {
 	}()
 	for _, sp := range specs {
 		sp.AccessLog = filepath.Join(o.Dir, sp.Name+".access.log")
+		if sp.RPC != nil {
+			sp.RPC.AccessLog = filepath.Join(o.Dir, sp.Name+".rpc.access.log")
+		}
 		var buf bytes.Buffer
 		if err := tmpl.Execute(&buf, sp); err != nil {
 			return err
@@ -136,32 +228,88 @@ func Run(ctx context.Context, o Options) error {
 		}
 		a, err := app.New(b, app.Options{Logger: o.Logger.With("sidecar", sp.Name), LogLevel: o.LogLevel, DrainTimeout: 2 * time.Second})
 		if err != nil {
-			return fmt.Errorf("%s: %w (is another demo running? try --base-port)", sp.Name, err)
+			if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
+				return fmt.Errorf("%s: %w (is another demo running? try --base-port and --admin-port)", sp.Name, err)
+			}
+			return fmt.Errorf("%s: %w", sp.Name, err)
 		}
 		a.Start()
 		apps = append(apps, a)
 	}
 	if o.Out != nil {
-		fmt.Fprintf(o.Out, `Weft demo mesh is up (configs and access logs in %s)
-
-  client -> sidecar-frontend :%d -> frontend app
-                              \-> /backend -> sidecar-backend-1 :%d -> backend-1
-                                           -> sidecar-backend-2 :%d -> backend-2
-
-Try:
-  curl http://127.0.0.1:%d/                 # frontend, which calls the backend through its sidecar
-  curl http://127.0.0.1:%d/backend/hello    # straight to a backend, round robin
-  open http://127.0.0.1:%d/                 # admin of sidecar-frontend (stats, clusters, config)
-  curl http://127.0.0.1:%d/stats/prometheus
-  curl http://127.0.0.1:%d/clusters
-
-Background load: %d requests/s. Ctrl-C to stop (the sidecars drain first).
-`, o.Dir, p, p+1, p+2, p, p, o.AdminBase, o.AdminBase, o.AdminBase, o.RPS)
+		if err := bannerTmpl.Execute(o.Out, map[string]any{
+			"Dir": o.Dir, "P": p, "P1": p + 1, "P2": p + 2, "P3": p + 3, "P4": p + 4, "P5": p + 5,
+			"Admin": o.AdminBase, "Admin3": o.AdminBase + 3, "Admin4": o.AdminBase + 4, "RPS": o.RPS,
+			"Echo": echoService + ":" + echoVersion, "Greeting": greetingService,
+			"Bolt": boltApp, "Dubbo": dubboApp, "Egress": egressPrefix,
+		}); err != nil {
+			return err
+		}
 	}
+	// Stopped before the sidecars drain (defers run last first), so no
+	// call is cut off by the drain.
+	var wg sync.WaitGroup
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer func() { stopLoad(); wg.Wait() }()
 	if o.RPS > 0 {
-		go load(ctx, fmt.Sprintf("http://127.0.0.1:%d/", p), o.RPS)
+		wg.Add(1 + len(callers))
+		go func() { defer wg.Done(); load(loadCtx, fmt.Sprintf("http://127.0.0.1:%d/", p), o.RPS) }()
+		for _, c := range callers {
+			go func() { defer wg.Done(); c.run(loadCtx) }()
+		}
 	}
 	<-ctx.Done()
+	return nil
+}
+
+var bannerTmpl = template.Must(template.New("banner").Parse(`Weft demo mesh is up (configs and access logs in {{.Dir}})
+
+  HTTP:
+  client -> sidecar-frontend :{{.P}} -> frontend app
+                              \-> /backend -> sidecar-backend-1 :{{.P1}} -> backend-1
+                                           -> sidecar-backend-2 :{{.P2}} -> backend-2
+  RPC (Bolt and Dubbo on one port; the service name picks the route):
+  bolt caller  --\                                    /-> sidecar-{{.Bolt}} :{{.P4}} -> {{.Bolt}} ({{.Echo}})
+                  >-> sidecar-frontend :{{.P3}} (rpc) -<
+  dubbo caller --/                                    \-> sidecar-{{.Dubbo}} :{{.P5}} -> {{.Dubbo}} ({{.Greeting}})
+
+Try:
+  curl http://127.0.0.1:{{.P}}/                 # frontend, which calls the backend through its sidecar
+  curl http://127.0.0.1:{{.P}}/backend/hello    # straight to a backend, round robin
+  curl http://127.0.0.1:{{.P}}/rpc              # the Bolt and Dubbo callers' last replies, through the mesh
+  open http://127.0.0.1:{{.Admin}}/                 # admin of sidecar-frontend (stats, clusters, config)
+  curl http://127.0.0.1:{{.Admin}}/stats/prometheus
+  curl http://127.0.0.1:{{.Admin}}/stats | grep rpc # RPC proxy stats: rpc.{{.Egress}}.* and per protocol, service and method
+  curl http://127.0.0.1:{{.Admin}}/clusters
+  (admin of sidecar-{{.Bolt}} :{{.Admin3}}, sidecar-{{.Dubbo}} :{{.Admin4}})
+
+{{if gt .RPS 0}}Background load: {{.RPS}} requests/s over HTTP, and as many calls/s over Bolt and over Dubbo.
+{{- else}}Background load: off (--rps 0), so the RPC callers are idle too.{{end}} Ctrl-C to stop (the sidecars drain first).
+`))
+
+// checkPorts reports a port of the mesh that is already taken, before any
+// sidecar binds: a clear error instead of a half-started mesh.
+func checkPorts(specs []sidecarSpec) error {
+	type use struct {
+		what string
+		port int
+	}
+	for _, sp := range specs {
+		ports := []use{{"listener", sp.ListenPort}, {"admin", sp.AdminPort}}
+		if sp.RPC != nil {
+			ports = append(ports, use{"RPC listener", sp.RPC.Port})
+		}
+		for _, p := range ports {
+			if p.port == 0 {
+				continue
+			}
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.port))
+			if err != nil {
+				return fmt.Errorf("%s: %s port %d: %w (is another demo or weft running? try --base-port and --admin-port)", sp.Name, p.what, p.port, err)
+			}
+			_ = ln.Close()
+		}
+	}
 	return nil
 }
 
@@ -176,8 +324,9 @@ type service struct {
 func (s *service) Close() { _ = s.srv.Close() }
 
 // startService runs a sample HTTP service. With upstream set it is a
-// frontend that calls the backend through its sidecar's egress.
-func startService(name string, upstream *string) (*service, error) {
+// frontend that calls the backend through its sidecar's egress. extra adds
+// handlers by path.
+func startService(name string, upstream *string, extra map[string]http.HandlerFunc) (*service, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -201,6 +350,9 @@ func startService(name string, upstream *string) (*service, error) {
 		w.Header().Set("content-type", "application/json")
 		_ = json.NewEncoder(w).Encode(out)
 	})
+	for path, h := range extra {
+		mux.HandleFunc(path, h)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return &service{srv: srv, ln: ln}, nil
@@ -216,7 +368,11 @@ func load(ctx context.Context, url string, rps int) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if resp, err := c.Get(url); err == nil {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if err != nil {
+				return
+			}
+			if resp, err := c.Do(req); err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				_ = resp.Body.Close()
 			}

@@ -52,7 +52,9 @@ type Listener struct {
 	mu       sync.Mutex
 	conns    map[*Conn]struct{}
 	draining bool
-	done     chan struct{} // closed when accept loop exits
+	serving  bool          // Serve was called
+	done     chan struct{} // closed when accept loop exits (or Drain without Serve)
+	doneOnce sync.Once
 	wg       sync.WaitGroup
 	active   atomic.Int64
 }
@@ -83,7 +85,14 @@ func (l *Listener) Active() int64 { return l.active.Load() }
 // Serve runs the accept loop until Drain or Close. Temporary accept errors
 // (such as running out of file descriptors) back off instead of spinning.
 func (l *Listener) Serve() {
-	defer close(l.done)
+	defer l.doneOnce.Do(func() { close(l.done) })
+	l.mu.Lock()
+	l.serving = true
+	draining := l.draining
+	l.mu.Unlock()
+	if draining {
+		return
+	}
 	var backoff time.Duration
 	for {
 		c, err := l.ln.Accept()
@@ -170,6 +179,11 @@ func (l *Listener) Drain() {
 	}
 	l.draining = true
 	_ = l.ln.Close()
+	if !l.serving {
+		// No accept loop will close done: a listener bound but never
+		// served (a config that failed after binding) must not hang Close.
+		l.doneOnce.Do(func() { close(l.done) })
+	}
 	hooks := make([]func(), 0, len(l.conns))
 	for c := range l.conns {
 		if h := c.takeHook(); h != nil {

@@ -223,3 +223,20 @@ func TestMatchKey(t *testing.T) {
 		t.Fatal("different rules, same key")
 	}
 }
+
+// TestCloseWithoutServe: a listener bound but never served (the config
+// failed after binding it) closes at once instead of waiting forever for
+// an accept loop that never ran.
+func TestCloseWithoutServe(t *testing.T) {
+	l, err := Listen(Config{Name: "unserved", Address: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { l.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close of a listener that never served hung")
+	}
+}

@@ -3,6 +3,7 @@ package rpc
 import (
 	"errors"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -63,6 +64,13 @@ func (w *batchWriter) write(c api.Codec, f api.Frame) error {
 		return nil
 	}
 	w.flushing = true
+	// Let the goroutines that are ready to run append first: the reader
+	// that decoded a burst of frames has just woken one per frame, and on
+	// few cores none of them runs during our write syscall, so without
+	// this yield every frame would cost its own write.
+	w.mu.Unlock()
+	runtime.Gosched()
+	w.mu.Lock()
 	for len(w.buf) > 0 && w.err == nil {
 		b := w.buf
 		w.buf = w.spare[:0]

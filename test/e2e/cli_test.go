@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,5 +73,26 @@ func TestCLIValidate(t *testing.T) {
 	}
 	if out, code := runWeft(t, "validate", "-c", filepath.Join(dir, "nope.yaml")); code == 0 {
 		t.Errorf("validate a missing file: exit 0: %s", out)
+	}
+}
+
+// TestStartPortTaken: when a port of the config is taken after a listener
+// was bound (here the admin port), weft exits with the error instead of
+// hanging while it closes what it had bound (a regression).
+func TestStartPortTaken(t *testing.T) {
+	t.Parallel()
+	taken := freeListener(t)
+	up := freeListener(t)
+	cfg := fmt.Sprintf(`
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}
+%s`, portOf(t, taken.Addr().String()), strings.SplitN(simpleHTTPConfig(portOf(t, up.Addr().String()), "", ""), "\n", 3)[2])
+	path := filepath.Join(t.TempDir(), "weft.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	out, code := runWeft(t, "start", "-c", path)
+	if code <= 0 || !strings.Contains(out, "address already in use") || time.Since(start) > 10*time.Second {
+		t.Fatalf("weft start with the admin port taken: exit %d after %v, output:\n%s", code, time.Since(start), out)
 	}
 }

@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,49 +42,24 @@ func freeRun(t *testing.T, n int) int {
 
 // TestDemo runs `weft demo` as a user would and follows its banner: the
 // frontend answers through its sidecar and reaches a backend through the
-// backends' sidecars, and the admin pages show the traffic.
+// backends' sidecars, the Bolt and Dubbo callers reach their providers
+// through the RPC proxy, and the admin pages show the traffic.
 func TestDemo(t *testing.T) {
-	base := freeRun(t, 3)
-	admin := freeRun(t, 3)
-	cmd := exec.Command(weftBin, "demo", "--base-port", fmt.Sprint(base), "--admin-port", fmt.Sprint(admin), "--rps", "20", "--dir", t.TempDir())
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default:
-			}
+	var (
+		base, admin int
+		output      *syncBuffer
+		err         error
+	)
+	for try := 0; ; try++ {
+		if base, admin, output, err = startDemo(t); err == nil {
+			break
 		}
-		exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
+		// Another socket can take one of the eleven ports between
+		// freeRun and the demo's bind: then try other ports.
+		if try == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
 		}
-	})
-	deadline := time.After(30 * time.Second)
-	for up := false; !up; {
-		select {
-		case l := <-lines:
-			up = strings.Contains(l, "demo mesh is up")
-		case err := <-exited:
-			t.Fatalf("demo exited: %v", err)
-		case <-deadline:
-			t.Fatal("demo did not come up")
-		}
+		t.Logf("retrying on other ports: %v", err)
 	}
 	code, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/", base))
 	if code != 200 || !strings.Contains(body, `"service":"frontend"`) || !strings.Contains(body, `"service":"backend-`) {
@@ -113,5 +90,139 @@ func TestDemo(t *testing.T) {
 	})
 	if code, _ := httpGet(fmt.Sprintf("http://127.0.0.1:%d/", admin)); code != 200 {
 		t.Errorf("admin index: %d", code)
+	}
+	testDemoRPC(t, base, admin, output.String())
+}
+
+// startDemo starts `weft demo` on free ports and waits for its banner; all
+// it prints goes to output.
+func startDemo(t *testing.T) (base, admin int, output *syncBuffer, err error) {
+	base = freeRun(t, 6)  // HTTP :0..2, RPC egress :3, RPC providers' sidecars :4, :5
+	admin = freeRun(t, 5) // one admin port per sidecar
+	cmd := exec.Command(weftBin, "demo", "--base-port", fmt.Sprint(base), "--admin-port", fmt.Sprint(admin), "--rps", "20", "--dir", t.TempDir())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// exited is closed when the demo has exited, with its error in
+	// exitErr: the cleanup must see it even after a failure reported it.
+	exited := make(chan struct{})
+	var exitErr error
+	all := &syncBuffer{}
+	ch := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			all.Write([]byte(sc.Text() + "\n"))
+			select {
+			case ch <- sc.Text():
+			default:
+			}
+		}
+		exitErr = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+	deadline := time.After(30 * time.Second)
+	for up := false; !up; {
+		select {
+		case l := <-ch:
+			up = strings.Contains(l, "demo mesh is up")
+		case <-exited:
+			return 0, 0, nil, fmt.Errorf("demo exited: %v\n%s", exitErr, all)
+		case <-deadline:
+			t.Fatalf("demo did not come up:\n%s", all)
+		}
+	}
+	return base, admin, all, nil
+}
+
+// testDemoRPC follows the RPC part of the banner: /rpc on the frontend
+// shows the Bolt and Dubbo callers' replies, all successful, and the
+// frontend sidecar's stats count the calls through its RPC egress.
+func testDemoRPC(t *testing.T, base, admin int, banner string) {
+	t.Helper()
+	for _, want := range []string{
+		fmt.Sprintf("curl http://127.0.0.1:%d/rpc", base),
+		fmt.Sprintf("curl http://127.0.0.1:%d/stats | grep rpc", admin),
+		fmt.Sprintf(":%d (rpc)", base+3),
+	} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+
+	type callerStats struct {
+		OK        int    `json:"ok"`
+		Failed    int    `json:"failed"`
+		Last      string `json:"last"`
+		LastError string `json:"last_error"`
+	}
+	var last string
+	waitFor(t, 5*time.Second, "RPC calls through the mesh on /rpc", func() bool {
+		code, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/rpc", base))
+		last = body
+		var got map[string]callerStats
+		if code != 200 || json.Unmarshal([]byte(body), &got) != nil {
+			return false
+		}
+		done := true
+		for _, proto := range []string{"bolt", "dubbo"} {
+			s, ok := got[proto]
+			if !ok {
+				return false
+			}
+			if s.Failed != 0 {
+				t.Fatalf("%s calls failed through the mesh: %s", proto, body)
+			}
+			done = done && s.OK > 0
+		}
+		if done {
+			if !strings.Contains(got["bolt"].Last, "served-by bolt-echo") || !strings.Contains(got["dubbo"].Last, `"hello demo #`) ||
+				!strings.Contains(got["dubbo"].Last, "served-by dubbo-greeting") {
+				t.Errorf("unexpected last replies: %s", body)
+			}
+		}
+		return done
+	})
+	t.Logf("/rpc: %s", last)
+
+	// Envoy-style text stats of the frontend sidecar: the egress counts
+	// requests, per protocol, service and method too.
+	stat := func(body, name string) int {
+		for _, l := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(l, name+": "); ok {
+				n, err := strconv.Atoi(strings.TrimSpace(v))
+				if err != nil {
+					return -1
+				}
+				return n
+			}
+		}
+		return -1
+	}
+	var stats string
+	waitFor(t, 5*time.Second, "RPC requests in the frontend sidecar's /stats", func() bool {
+		_, stats = httpGet(fmt.Sprintf("http://127.0.0.1:%d/stats", admin))
+		return stat(stats, "rpc.egress.downstream_rq_total") > 0 &&
+			stat(stats, "rpc.egress.bolt.com.weftmesh.demo.EchoService.echo.requests") > 0 &&
+			stat(stats, "rpc.egress.dubbo.com.weftmesh.demo.GreetingService.greet.requests") > 0
+	})
+	for _, name := range []string{"rpc.egress.no_route", "rpc.egress.local_reply", "rpc.egress.downstream_cx_protocol_error",
+		"rpc.egress.bolt.com.weftmesh.demo.EchoService.echo.errors", "rpc.egress.dubbo.com.weftmesh.demo.GreetingService.greet.errors"} {
+		if v := stat(stats, name); v != 0 {
+			t.Errorf("%s = %d, want 0", name, v)
+		}
 	}
 }

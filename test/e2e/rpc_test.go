@@ -299,7 +299,7 @@ func TestRPCRetryAndFault(t *testing.T) {
 	_ = dead.Close()
 	_, addr := startRPCSidecar(t, rpcConfig{Protocols: []string{"bolt"},
 		VirtualHosts: rpcRouteAll("up", `retry_policy: {retry_on: connect-failure, num_retries: 3}`),
-		Filters: fmt.Sprintf(`[{name: envoy.filters.http.fault, typed_config: {"@type": %s, abort: {header_abort: {}, percentage: {numerator: 100}}}}]`, faultType)},
+		Filters:      fmt.Sprintf(`[{name: envoy.filters.http.fault, typed_config: {"@type": %s, abort: {header_abort: {}, percentage: {numerator: 100}}}}]`, faultType)},
 		with(t, staticCluster("up", deadPort, portOf(t, prov.Addr())), `{lb_policy: ROUND_ROBIN}`))
 	c := rpcDial(t, rpcpeer.Bolt, addr)
 	for i := 0; i < 20; i++ {
