@@ -53,6 +53,14 @@ type Frame interface {
 	Status() int
 }
 
+// GoingAway is implemented by frames that can announce that the peer is
+// shutting down (Dubbo's READONLY event). The proxy then sends no new
+// requests on that connection and closes it once its requests are
+// answered, so a provider restart loses nothing.
+type GoingAway interface {
+	GoingAway() bool
+}
+
 // Codec reads and writes one protocol's frames. Decode never panics on
 // bytes from a peer and allocates nothing for a reused frame.
 type Codec interface {

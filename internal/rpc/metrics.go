@@ -16,6 +16,7 @@ type methodStats struct {
 	mu    sync.RWMutex
 	m     map[methodKey]*stats.RPCMethodStats
 	other map[string]*stats.RPCMethodStats // per protocol
+	unr   map[string]*stats.RPCMethodStats // per protocol
 }
 
 type methodKey struct{ protocol, service, method string }
@@ -23,10 +24,31 @@ type methodKey struct{ protocol, service, method string }
 // OtherLabel is the service and method label of the pairs past the bound.
 const OtherLabel = "other"
 
+// UnroutedLabel is the service and method label of requests no route took.
+const UnroutedLabel = "unrouted"
+
 func (ms *methodStats) init(cfg *Config) {
 	ms.cfg = cfg
 	ms.m = map[methodKey]*stats.RPCMethodStats{}
 	ms.other = map[string]*stats.RPCMethodStats{}
+	ms.unr = map[string]*stats.RPCMethodStats{}
+}
+
+// unrouted returns the shared entry of requests that matched no route.
+func (ms *methodStats) unrouted(protocol string) *stats.RPCMethodStats {
+	ms.mu.RLock()
+	s := ms.unr[protocol]
+	ms.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if s = ms.unr[protocol]; s == nil {
+		s = ms.cfg.Store.RPCMethod(ms.cfg.StatPrefix, protocol, UnroutedLabel, UnroutedLabel)
+		ms.unr[protocol] = s
+	}
+	return s
 }
 
 func (ms *methodStats) get(protocol, service, method string) *stats.RPCMethodStats {

@@ -366,6 +366,12 @@ func (c *muxConn) dispatch(f api.Frame) api.Frame {
 	case api.KindHeartbeat:
 		// The provider checks on us: answer at once.
 		_ = c.w.write(p.codec, p.codec.HeartbeatReply(f))
+	default:
+		if ga, ok := f.(api.GoingAway); ok && ga.GoingAway() {
+			p.log("rpc: upstream is going away, draining its connection", "host", p.host.Address())
+			p.stats.UpstreamCxGoingAway.Inc()
+			c.evict()
+		}
 	}
 	return f
 }
@@ -481,15 +487,17 @@ func (c *muxConn) close(reason error) {
 		if c.breaker {
 			p.cl.Release(api.ResConnections)
 		}
+		failed := 0
 		for _, cl := range pending {
 			if cl == hbCall || cl == shadowCall {
 				continue
 			}
 			cl.err = errReset
 			cl.done <- struct{}{}
+			failed++
 		}
-		if reason != errEvicted && reason != errIdle && len(pending) > 0 {
-			p.log("rpc: upstream connection closed with requests in flight", "host", p.host.Address(), "pending", len(pending), "err", reason)
+		if failed > 0 {
+			p.log("rpc: upstream connection closed with requests in flight", "host", p.host.Address(), "requests", failed, "err", reason)
 		}
 	})
 }

@@ -137,7 +137,9 @@ func (s *rpcStream) run() {
 	h := s.req.Headers()
 	svc, _ := h.Get(":authority")
 	method, _ := h.Get(":path")
-	s.mstats = sc.p.ms.get(sc.codec.Name(), svc, method)
+	// Unrouted requests share one entry: a client cycling through made-up
+	// service names must not mint a metric series each.
+	s.mstats = sc.p.ms.unrouted(sc.codec.Name())
 	if s.oneway() {
 		cfg.Stats.DownstreamRqOneway.Inc()
 	}
@@ -161,6 +163,7 @@ func (s *rpcStream) run() {
 		return
 	}
 	s.route = rt
+	s.mstats = sc.p.ms.get(sc.codec.Name(), svc, method)
 	rs := sc.p.routeStats(rt)
 	rs.Requests.Inc()
 	if rt.DirectResponse != nil {

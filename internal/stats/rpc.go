@@ -59,6 +59,9 @@ type RPCStats struct {
 	// UpstreamCxHeartbeatFail counts upstream connections closed after
 	// missed heartbeats.
 	UpstreamCxHeartbeatFail api.Counter
+	// UpstreamCxGoingAway counts upstream connections drained because the
+	// provider announced its shutdown (Dubbo READONLY).
+	UpstreamCxGoingAway api.Counter
 	// UpstreamCxIdleTimeout counts upstream connections closed when idle.
 	UpstreamCxIdleTimeout api.Counter
 	// UpstreamRqUnknownID counts responses whose id matched no request
@@ -92,6 +95,7 @@ var rpcDefs = []def[RPCStats]{
 	counter("upstream_cx_total", "Upstream connections opened.", func(s *RPCStats) *api.Counter { return &s.UpstreamCxTotal }),
 	gauge("upstream_cx_active", "Open upstream connections.", func(s *RPCStats) *api.Gauge { return &s.UpstreamCxActive }),
 	counter("upstream_cx_heartbeat_failure", "Upstream connections closed after missed heartbeats.", func(s *RPCStats) *api.Counter { return &s.UpstreamCxHeartbeatFail }),
+	counter("upstream_cx_going_away", "Upstream connections drained because the provider announced its shutdown.", func(s *RPCStats) *api.Counter { return &s.UpstreamCxGoingAway }),
 	counter("upstream_cx_idle_timeout", "Upstream connections closed when idle.", func(s *RPCStats) *api.Counter { return &s.UpstreamCxIdleTimeout }),
 	counter("upstream_rq_unknown_id", "Upstream responses that matched no request.", func(s *RPCStats) *api.Counter { return &s.UpstreamRqUnknownID }),
 	counter("upstream_rq_reset", "Requests failed because the upstream connection closed.", func(s *RPCStats) *api.Counter { return &s.UpstreamRqReset }),
@@ -156,8 +160,9 @@ func (s *Store) RPC(statPrefix string) *RPCStats {
 }
 
 // RPCMethod returns the stats of one service and method, creating them on
-// first use. The strings are copied. Callers bound the number of distinct
-// pairs (label cardinality); see internal/rpc.
+// first use. The store keeps the strings: pass strings the caller owns (not
+// views of a frame buffer). Callers bound the number of distinct pairs
+// (label cardinality); see internal/rpc.
 func (s *Store) RPCMethod(statPrefix, protocol, service, method string) *RPCMethodStats {
 	k := rpcMethodKey{clean(statPrefix), clean(protocol), clean(service), clean(method)}
 	return getOrCreate(s, s.rpcMethods, k, func() *RPCMethodStats {

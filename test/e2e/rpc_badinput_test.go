@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -277,4 +278,67 @@ func TestRPCClientNeverReads(t *testing.T) {
 	}
 	t.Logf("the client wrote %d requests of 32 KiB before weft dropped it", sent.Load())
 	steady.finish(t)
+}
+
+// TestRPCDubboReadonlyDrains: a Dubbo provider that announces its shutdown
+// (a READONLY event) gets no new requests on that connection, which closes
+// once its requests are answered; the next request opens a new one.
+func TestRPCDubboReadonlyDrains(t *testing.T) {
+	t.Parallel()
+	ln := freeListener(t)
+	var accepted, closed atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn := accepted.Add(1)
+			go func() {
+				defer func() { closed.Add(1); c.Close() }()
+				var buf []byte
+				tmp := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(tmp)
+					if err != nil {
+						return
+					}
+					buf = append(buf, tmp[:n]...)
+					for {
+						f, used, err := rpcpeer.DecodeDubbo(buf)
+						if err != nil {
+							break
+						}
+						buf = buf[used:]
+						if f.Flags&0x20 != 0 { // heartbeat
+							continue
+						}
+						inv, err := rpcpeer.ParseDubboRequest(f.Body)
+						if err != nil {
+							return
+						}
+						if conn == 1 {
+							// Going away: READONLY event, then the answer.
+							_, _ = c.Write(rpcpeer.AppendDubbo(nil, &rpcpeer.DubboFrame{Flags: 0xa2, ID: 99, Body: []byte{0x01, 'R'}}))
+						}
+						body, _ := inv.Args[0].(string)
+						resp := &rpcpeer.Response{Status: rpcpeer.DubboOK, Body: []byte(body), Headers: map[string]string{"conn": fmt.Sprint(conn)}}
+						_, _ = c.Write(rpcpeer.EncodeResponse(rpcpeer.Dubbo, f.ID, resp))
+					}
+				}
+			}()
+		}
+	}()
+	w, addr := startRPCSidecar(t, rpcConfig{Protocols: []string{"dubbo"}}, staticCluster("up", portOf(t, ln.Addr().String())))
+	c := rpcDial(t, rpcpeer.Dubbo, addr)
+	for i, want := range []string{"1", "2", "2"} {
+		r := rpcCall(t, c, echoReq(fmt.Sprint("call ", i)))
+		if r.Status != rpcpeer.DubboOK || r.Headers["conn"] != want {
+			t.Fatalf("call %d: status %d on upstream connection %q, want %q", i, r.Status, r.Headers["conn"], want)
+		}
+	}
+	waitFor(t, 3*time.Second, "the drained connection closed", func() bool { return closed.Load() == 1 })
+	if v := w.metricValue("weft_rpc_upstream_cx_going_away_total", "stat_prefix=rpc"); v != 1 {
+		t.Errorf("weft_rpc_upstream_cx_going_away_total = %v", v)
+	}
 }

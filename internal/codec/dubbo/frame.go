@@ -109,6 +109,14 @@ func (f *Frame) Kind() api.FrameKind {
 // replies, READONLY notices).
 func (f *Frame) IsEvent() bool { return f.Flags&FlagEvent != 0 }
 
+// GoingAway implements api.GoingAway: it reports a READONLY event, the
+// one-way event request (body hessian "R") a Dubbo provider sends to its
+// consumers when it starts shutting down.
+func (f *Frame) GoingAway() bool {
+	return f.Flags&(FlagRequest|FlagEvent|FlagTwoWay) == FlagRequest|FlagEvent &&
+		len(f.Body) == 2 && f.Body[0] == 0x01 && f.Body[1] == 'R'
+}
+
 // RequestID returns the header id.
 func (f *Frame) RequestID() uint64 { return uint64(f.ID) }
 
