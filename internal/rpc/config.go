@@ -146,6 +146,8 @@ func (c *Config) defaults() {
 		p.WriteTimeout = c.WriteTimeout
 	}
 	if p.MaxWriteBacklog <= 0 {
-		p.MaxWriteBacklog = c.MaxWriteBacklog
+		// Not the downstream limit: an upstream connection carries the
+		// requests of every client.
+		p.MaxWriteBacklog = DefaultMaxWriteBacklog
 	}
 }

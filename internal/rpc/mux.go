@@ -233,7 +233,7 @@ func (c *muxConn) dial(ctx context.Context) {
 		c.p.cl.Stats().UpstreamConnTotal.Inc()
 		c.p.cl.Stats().UpstreamConnActive.Inc()
 	}
-	c.w = batchWriter{nc: nc, timeout: c.p.cfg.WriteTimeout, max: c.p.cfg.MaxWriteBacklog,
+	c.w = batchWriter{nc: nc, timeout: c.p.cfg.WriteTimeout, max: c.p.cfg.MaxWriteBacklog, refuse: true,
 		onErr: func(err error) { c.close(err) }}
 	c.stop = make(chan struct{})
 	c.lastRead.Store(time.Now().UnixNano())
@@ -260,11 +260,13 @@ func (c *muxConn) send(req api.Frame, cl *call) (uint32, error) {
 	err := c.w.write(c.p.codec, req)
 	req.SetRequestID(orig)
 	if err != nil {
-		if cl == nil || c.forget(id, cl) {
-			return 0, errNotSent
+		if cl != nil && !c.forget(id, cl) {
+			// The failure path already took the call and signalled it.
+			<-cl.done
 		}
-		// The failure path already took the call and signalled it.
-		<-cl.done
+		if err == errBacklog {
+			return 0, errBacklog
+		}
 		return 0, errNotSent
 	}
 	return id, nil

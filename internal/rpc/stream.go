@@ -362,15 +362,24 @@ func (s *rpcStream) try(cl api.Cluster, rt *router.Route, deadline time.Time) ou
 	host.Stats().Requests.Inc()
 	cl.Stats().UpstreamRequests.Inc()
 	if s.oneway() {
-		if _, err := c.send(s.req, nil); err != nil {
-			return failNotSent
+		switch _, err := c.send(s.req, nil); err {
+		case nil:
+			return failSent
+		case errBacklog:
+			return failOverflow
 		}
-		return failSent
+		return failNotSent
 	}
 	cll := &s.call
 	cll.resp, cll.err = nil, nil
 	id, err := c.send(s.req, cll)
-	if err != nil {
+	switch err {
+	case nil:
+	case errBacklog:
+		// The provider is not keeping up: refuse this request, keep the
+		// connection for the others.
+		return failOverflow
+	default:
 		return failNotSent
 	}
 	perTry := deadline

@@ -29,6 +29,10 @@ type batchWriter struct {
 	nc      net.Conn
 	timeout time.Duration // per write syscall; 0: none
 	max     int           // backlog limit in bytes
+	// refuse makes a full backlog refuse the frame (errBacklog) and keep
+	// the connection, rather than fail it: upstream connections are shared
+	// by many clients, and a burst from one must not reset the others.
+	refuse bool
 	onErr   func(error)   // called once, outside the lock, on the first failure
 	onBytes *api.Counter  // bytes written, may be nil
 
@@ -51,7 +55,9 @@ func (w *batchWriter) write(c api.Codec, f api.Frame) error {
 	}
 	if len(w.buf) > w.max {
 		w.mu.Unlock()
-		w.fail(errBacklog)
+		if !w.refuse {
+			w.fail(errBacklog)
+		}
 		return errBacklog
 	}
 	var err error
