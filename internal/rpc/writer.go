@@ -32,9 +32,9 @@ type batchWriter struct {
 	// refuse makes a full backlog refuse the frame (errBacklog) and keep
 	// the connection, rather than fail it: upstream connections are shared
 	// by many clients, and a burst from one must not reset the others.
-	refuse bool
-	onErr   func(error)   // called once, outside the lock, on the first failure
-	onBytes *api.Counter  // bytes written, may be nil
+	refuse  bool
+	onErr   func(error)  // called once, outside the lock, on the first failure
+	onBytes *api.Counter // bytes written, may be nil
 
 	mu       sync.Mutex
 	buf      []byte // frames waiting for the flusher
