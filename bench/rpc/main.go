@@ -17,8 +17,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,9 +68,67 @@ type bench struct {
 
 // sidecar is one weft process.
 type sidecar struct {
-	cmd  *exec.Cmd
-	addr string
-	dir  string
+	cmd   *exec.Cmd
+	addr  string
+	dir   string
+	admin string
+}
+
+// histogram reads the sidecar's own request-time histogram (decode of the
+// request to write of the response): cumulative counts per upper bound.
+func (s *sidecar) histogram() map[float64]float64 {
+	out := map[float64]float64{}
+	if s.admin == "" {
+		return out
+	}
+	resp, err := http.Get("http://" + s.admin + "/stats/prometheus")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(l, "weft_rpc_downstream_rq_time_seconds_bucket{") {
+			continue
+		}
+		i := strings.Index(l, `le="`)
+		j := strings.Index(l[i+4:], `"`)
+		le, err := strconv.ParseFloat(l[i+4:i+4+j], 64)
+		if err != nil {
+			le = 1e9 // +Inf
+		}
+		f := strings.Fields(l)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		out[le] = v
+	}
+	return out
+}
+
+// quantile interpolates quantile q of the difference of two cumulative
+// histograms.
+func quantile(before, after map[float64]float64, q float64) time.Duration {
+	les := make([]float64, 0, len(after))
+	for le := range after {
+		les = append(les, le)
+	}
+	slices.Sort(les)
+	total := after[1e9] - before[1e9]
+	if total <= 0 {
+		return 0
+	}
+	prevLE, prevN := 0.0, 0.0
+	for _, le := range les {
+		n := after[le] - before[le]
+		if n >= q*total {
+			if le == 1e9 {
+				return time.Duration(prevLE * 1e9)
+			}
+			frac := (q*total - prevN) / max(n-prevN, 1)
+			return time.Duration((prevLE + frac*(le-prevLE)) * 1e9)
+		}
+		prevLE, prevN = le, n
+	}
+	return 0
 }
 
 func (b *bench) startSidecar(p rpcpeer.Protocol, upstream string) *sidecar {
@@ -133,10 +193,12 @@ static_resources:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	sc := &sidecar{cmd: cmd, addr: addr, dir: dir}
 	if a, err := os.ReadFile(filepath.Join(dir, "admin")); err == nil {
-		log.Printf("sidecar %s: admin http://%s (pprof: /debug/pprof/profile)", addr, strings.TrimSpace(string(a)))
+		sc.admin = strings.TrimSpace(string(a))
+		log.Printf("sidecar %s: admin http://%s (pprof: /debug/pprof/profile)", addr, sc.admin)
 	}
-	return &sidecar{cmd: cmd, addr: addr, dir: dir}
+	return sc
 }
 
 func (s *sidecar) stop() {
@@ -161,6 +223,7 @@ type result struct {
 	cpuPerReq     []time.Duration // per sidecar
 	rssMiB        []float64
 	sidecarCPUPct []float64
+	inProxy       []string // the sidecar's own p50/p99 request time
 }
 
 func (b *bench) protocol(p rpcpeer.Protocol, concs []int, rate int) {
@@ -199,8 +262,8 @@ func (b *bench) protocol(p rpcpeer.Protocol, concs []int, rate int) {
 	}
 	if rate > 0 {
 		fmt.Printf("\n## %s, fixed rate %d requests/s (200 concurrent at most)\n\n", p, rate)
-		fmt.Println("| path | requests/s | p50 | p99 | added per hop p50 / p99 | sidecar CPU per request | sidecar CPU | errors |")
-		fmt.Println("|---|---|---|---|---|---|---|---|")
+		fmt.Println("| path | requests/s | p50 | p99 | added per hop p50 / p99 | time inside each sidecar p50 / p99 | sidecar CPU per request | sidecar CPU | errors |")
+		fmt.Println("|---|---|---|---|---|---|---|---|---|")
 		var direct result
 		for _, pa := range paths {
 			r := b.run(p, pa.addr, 200, rate, pa.sidecars)
@@ -211,8 +274,12 @@ func (b *bench) protocol(p rpcpeer.Protocol, concs []int, rate int) {
 			if hops := len(pa.sidecars); hops > 0 {
 				perHop = fmt.Sprintf("%s / %s", us((r.p50-direct.p50)/time.Duration(hops)), us((r.p99-direct.p99)/time.Duration(hops)))
 			}
-			fmt.Printf("| %s | %.0f | %s | %s | %s | %s | %s | %d |\n", pa.name, r.rps, us(r.p50), us(r.p99), perHop,
-				durs(r.cpuPerReq), pcts(r.sidecarCPUPct), r.errors)
+			inside := "-"
+			if len(r.inProxy) > 0 {
+				inside = strings.Join(r.inProxy, " + ")
+			}
+			fmt.Printf("| %s | %.0f | %s | %s | %s | %s | %s | %s | %d |\n", pa.name, r.rps, us(r.p50), us(r.p99), perHop,
+				inside, durs(r.cpuPerReq), pcts(r.sidecarCPUPct), r.errors)
 		}
 	}
 	fmt.Println()
@@ -236,8 +303,10 @@ func (b *bench) run(p rpcpeer.Protocol, addr string, conc, rate int, sidecars []
 	b.drive(clients, req, conc, rate, time.Second, nil)
 
 	cpu0 := make([]time.Duration, len(sidecars))
+	h0 := make([]map[float64]float64, len(sidecars))
 	for i, s := range sidecars {
 		cpu0[i] = cpuTime(s.cmd.Process.Pid)
+		h0[i] = s.histogram()
 	}
 	lat := make([][]time.Duration, conc)
 	start := time.Now()
@@ -251,6 +320,8 @@ func (b *bench) run(p rpcpeer.Protocol, addr string, conc, rate int, sidecars []
 		}
 		r.sidecarCPUPct = append(r.sidecarCPUPct, 100*d.Seconds()/el.Seconds())
 		r.rssMiB = append(r.rssMiB, rssMiB(s.cmd.Process.Pid))
+		h1 := s.histogram()
+		r.inProxy = append(r.inProxy, fmt.Sprintf("%s / %s", us(quantile(h0[i], h1, 0.5)), us(quantile(h0[i], h1, 0.99))))
 	}
 	var all []time.Duration
 	for _, l := range lat {

@@ -394,6 +394,7 @@ func (c *muxConn) maintain() {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	misses := 0
+	var hbID uint32      // id of the last heartbeat sent
 	var sentAt time.Time // last heartbeat not yet answered; zero: none
 	for {
 		select {
@@ -424,10 +425,10 @@ func (c *muxConn) maintain() {
 					c.close(errHeartbeat)
 					return
 				}
-				c.heartbeat()
+				hbID = c.heartbeat(hbID)
 				sentAt = now
 			case sentAt.IsZero() && now.Sub(lastRead) >= cfg.HeartbeatInterval:
-				c.heartbeat()
+				hbID = c.heartbeat(hbID)
 				sentAt = now
 			}
 		}
@@ -439,16 +440,23 @@ var (
 	errHeartbeat = errors.New("upstream connection missed heartbeats")
 )
 
-func (c *muxConn) heartbeat() {
+// heartbeat sends a heartbeat, forgetting the previous one if it is still
+// unanswered (a provider that answers requests but not heartbeats must not
+// fill the pending map), and returns its id.
+func (c *muxConn) heartbeat(prev uint32) uint32 {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return
+		return 0
+	}
+	if prev != 0 && c.pending[prev] == hbCall {
+		delete(c.pending, prev)
 	}
 	id := c.nextIDLocked()
 	c.pending[id] = hbCall
 	c.mu.Unlock()
 	_ = c.w.write(c.p.codec, c.p.codec.Heartbeat(uint64(id)))
+	return id
 }
 
 // evict stops heartbeats and new requests; the connection closes once its
