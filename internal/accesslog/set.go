@@ -2,6 +2,7 @@ package accesslog
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -43,6 +44,20 @@ func (s *Set) Close() error {
 		errs = append(errs, l.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// ForBuildAll opens every access log of a filter being built (see
+// ForBuild); an error names the failing entry, "access_log[i]".
+func ForBuildAll(bc api.BuildContext, als []*accesslogv3.AccessLog) ([]*Logger, error) {
+	out := make([]*Logger, 0, len(als))
+	for i, al := range als {
+		l, err := ForBuild(bc, al)
+		if err != nil {
+			return nil, fmt.Errorf("access_log[%d]: %w", i, err)
+		}
+		out = append(out, l)
+	}
+	return out, nil
 }
 
 // ForBuild opens al for a filter being built: through the build's Set when

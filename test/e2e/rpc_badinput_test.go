@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -134,41 +135,16 @@ func TestRPCBadFrames(t *testing.T) {
 // for is dropped and counted; the real answer still gets through.
 func TestRPCUpstreamUnknownID(t *testing.T) {
 	t.Parallel()
-	ln := freeListener(t)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				var buf []byte
-				tmp := make([]byte, 64<<10)
-				for {
-					n, err := c.Read(tmp)
-					if err != nil {
-						return
-					}
-					buf = append(buf, tmp[:n]...)
-					for {
-						f, used, err := rpcpeer.DecodeBolt(buf)
-						if err != nil {
-							break
-						}
-						buf = buf[used:]
-						if f.CmdCode != 1 {
-							continue
-						}
-						resp := &rpcpeer.Response{Status: rpcpeer.BoltSuccess, Body: f.Content, ClassName: rpcpeer.SofaResponseClass}
-						_, _ = c.Write(rpcpeer.EncodeResponse(rpcpeer.Bolt, uint64(f.ID)+100000, resp))
-						_, _ = c.Write(rpcpeer.EncodeResponse(rpcpeer.Bolt, uint64(f.ID), resp))
-					}
-				}
-			}()
+	up, _ := rawRPCUpstream(t, decodeBolt, func(c net.Conn, _ int64, fr any) {
+		f := fr.(*rpcpeer.BoltFrame)
+		if f.CmdCode != 1 {
+			return
 		}
-	}()
-	w, addr := startRPCSidecar(t, rpcConfig{Protocols: []string{"bolt"}}, staticCluster("up", portOf(t, ln.Addr().String())))
+		resp := &rpcpeer.Response{Status: rpcpeer.BoltSuccess, Body: f.Content, ClassName: rpcpeer.SofaResponseClass}
+		_, _ = c.Write(rpcpeer.EncodeResponse(rpcpeer.Bolt, uint64(f.ID)+100000, resp))
+		_, _ = c.Write(rpcpeer.EncodeResponse(rpcpeer.Bolt, uint64(f.ID), resp))
+	})
+	w, addr := startRPCSidecar(t, rpcConfig{Protocols: []string{"bolt"}}, staticCluster("up", portOf(t, up)))
 	c := rpcDial(t, rpcpeer.Bolt, addr)
 	for i := 0; i < 5; i++ {
 		if r := rpcCall(t, c, echoReq("x")); r.Status != rpcpeer.BoltSuccess || string(r.Body) != "x" {
@@ -244,7 +220,7 @@ func TestRPCClientNeverReads(t *testing.T) {
 	t.Parallel()
 	prov := rpcServe(t, rpcpeer.Bolt, "p", 0)
 	w, addr := startRPCSidecar(t, rpcConfig{Protocols: []string{"bolt"},
-		Extra: `{max_write_backlog_bytes: 1048576, write_timeout: 2s, max_concurrent_requests: 256}`},
+		Extra: `{max_write_backlog_bytes: 1048576, write_timeout: 2s, max_concurrent_requests: 32}`},
 		staticCluster("up", portOf(t, prov.Addr())))
 	steady := startSteadyRPC(t, rpcpeer.Bolt, addr)
 	rss0 := biRSSMB(t, w)
@@ -254,7 +230,7 @@ func TestRPCClientNeverReads(t *testing.T) {
 	}
 	defer c.Close()
 	_ = c.(*net.TCPConn).SetReadBuffer(4096)
-	big := echoReq(string(bytes.Repeat([]byte("z"), 32<<10)))
+	big := echoReq(string(bytes.Repeat([]byte("z"), 16<<10)))
 	var sent atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -273,10 +249,18 @@ func TestRPCClientNeverReads(t *testing.T) {
 	})
 	_ = c.Close()
 	wg.Wait()
-	if grow := biRSSMB(t, w) - rss0; grow > 64 {
+	// Bounded: the backlog limit (1 MiB), 32 requests in flight and the
+	// socket buffers; the race detector's shadow memory roughly triples it.
+	limit := 40.0
+	if os.Getenv("WEFT_E2E_RACE") != "" {
+		limit = 120
+	}
+	grow := biRSSMB(t, w) - rss0
+	if grow > limit {
 		t.Errorf("weft RSS grew by %.1f MiB for one client that never reads", grow)
 	}
-	t.Logf("the client wrote %d requests of 32 KiB before weft dropped it", sent.Load())
+	t.Logf("weft RSS grew by %.1f MiB", grow)
+	t.Logf("the client wrote %d requests of 16 KiB before weft dropped it", sent.Load())
 	steady.finish(t)
 }
 
@@ -285,51 +269,25 @@ func TestRPCClientNeverReads(t *testing.T) {
 // once its requests are answered; the next request opens a new one.
 func TestRPCDubboReadonlyDrains(t *testing.T) {
 	t.Parallel()
-	ln := freeListener(t)
-	var accepted, closed atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn := accepted.Add(1)
-			go func() {
-				defer func() { closed.Add(1); c.Close() }()
-				var buf []byte
-				tmp := make([]byte, 64<<10)
-				for {
-					n, err := c.Read(tmp)
-					if err != nil {
-						return
-					}
-					buf = append(buf, tmp[:n]...)
-					for {
-						f, used, err := rpcpeer.DecodeDubbo(buf)
-						if err != nil {
-							break
-						}
-						buf = buf[used:]
-						if f.Flags&0x20 != 0 { // heartbeat
-							continue
-						}
-						inv, err := rpcpeer.ParseDubboRequest(f.Body)
-						if err != nil {
-							return
-						}
-						if conn == 1 {
-							// Going away: READONLY event, then the answer.
-							_, _ = c.Write(rpcpeer.AppendDubbo(nil, &rpcpeer.DubboFrame{Flags: 0xa2, ID: 99, Body: []byte{0x01, 'R'}}))
-						}
-						body, _ := inv.Args[0].(string)
-						resp := &rpcpeer.Response{Status: rpcpeer.DubboOK, Body: []byte(body), Headers: map[string]string{"conn": fmt.Sprint(conn)}}
-						_, _ = c.Write(rpcpeer.EncodeResponse(rpcpeer.Dubbo, f.ID, resp))
-					}
-				}
-			}()
+	up, closed := rawRPCUpstream(t, decodeDubbo, func(c net.Conn, conn int64, fr any) {
+		f := fr.(*rpcpeer.DubboFrame)
+		if f.Flags&0x20 != 0 { // heartbeat
+			return
 		}
-	}()
-	w, addr := startRPCSidecar(t, rpcConfig{Protocols: []string{"dubbo"}}, staticCluster("up", portOf(t, ln.Addr().String())))
+		inv, err := rpcpeer.ParseDubboRequest(f.Body)
+		if err != nil {
+			_ = c.Close()
+			return
+		}
+		if conn == 1 {
+			// Going away: READONLY event, then the answer.
+			_, _ = c.Write(rpcpeer.AppendDubbo(nil, &rpcpeer.DubboFrame{Flags: 0xa2, ID: 99, Body: []byte{0x01, 'R'}}))
+		}
+		body, _ := inv.Args[0].(string)
+		resp := &rpcpeer.Response{Status: rpcpeer.DubboOK, Body: []byte(body), Headers: map[string]string{"conn": fmt.Sprint(conn)}}
+		_, _ = c.Write(rpcpeer.EncodeResponse(rpcpeer.Dubbo, f.ID, resp))
+	})
+	w, addr := startRPCSidecar(t, rpcConfig{Protocols: []string{"dubbo"}}, staticCluster("up", portOf(t, up)))
 	c := rpcDial(t, rpcpeer.Dubbo, addr)
 	for i, want := range []string{"1", "2", "2"} {
 		r := rpcCall(t, c, echoReq(fmt.Sprint("call ", i)))

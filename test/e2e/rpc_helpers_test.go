@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,3 +180,47 @@ func (s *steadyRPC) finish(t *testing.T) {
 		t.Errorf("steady client: %d ok, %d failed (a bad peer harmed others)", s.ok, s.failed)
 	}
 }
+
+// rawRPCUpstream is a hand-driven provider: every frame read on an
+// accepted connection (numbered from 1) is decoded and handed to handle,
+// which writes whatever it likes. It returns the address and a count of
+// closed connections.
+func rawRPCUpstream(t *testing.T, decode func([]byte) (any, int, error), handle func(c net.Conn, conn int64, f any)) (string, *atomic.Int64) {
+	t.Helper()
+	ln := freeListener(t)
+	var accepted atomic.Int64
+	closed := &atomic.Int64{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn := accepted.Add(1)
+			go func() {
+				defer func() { closed.Add(1); _ = c.Close() }()
+				var buf []byte
+				tmp := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(tmp)
+					if err != nil {
+						return
+					}
+					buf = append(buf, tmp[:n]...)
+					for {
+						f, used, err := decode(buf)
+						if err != nil {
+							break
+						}
+						buf = buf[used:]
+						handle(c, conn, f)
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), closed
+}
+
+func decodeBolt(b []byte) (any, int, error)  { return rpcpeer.DecodeBolt(b) }
+func decodeDubbo(b []byte) (any, int, error) { return rpcpeer.DecodeDubbo(b) }

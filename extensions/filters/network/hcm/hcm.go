@@ -170,13 +170,11 @@ func (factory) Build(pa any, bc api.BuildContext) (api.NetworkFilter, error) {
 		return nil, fmt.Errorf("http filters: %w", err)
 	}
 	c.Filters = fs
-	for i, al := range p.pb.GetAccessLog() {
-		l, err := accesslog.ForBuild(bc, al)
-		if err != nil {
-			return nil, fmt.Errorf("access_log[%d]: %w", i, err)
-		}
-		c.AccessLogs = append(c.AccessLogs, l)
+	logs, err := accesslog.ForBuildAll(bc, p.pb.GetAccessLog())
+	if err != nil {
+		return nil, err
 	}
+	c.AccessLogs = logs
 	h := stream.New(c)
 	return api.NetworkFilter(terminal{h}), nil
 }

@@ -229,13 +229,11 @@ func (factory) Build(pa any, bc api.BuildContext) (api.NetworkFilter, error) {
 		return nil, fmt.Errorf("rpc filters: %w", err)
 	}
 	c.Filters = fs
-	for i, al := range p.logs {
-		l, err := accesslog.ForBuild(bc, al)
-		if err != nil {
-			return nil, fmt.Errorf("access_log[%d]: %w", i, err)
-		}
-		c.AccessLogs = append(c.AccessLogs, l)
+	logs, err := accesslog.ForBuildAll(bc, p.logs)
+	if err != nil {
+		return nil, err
 	}
+	c.AccessLogs = logs
 	return filter{c}, nil
 }
 

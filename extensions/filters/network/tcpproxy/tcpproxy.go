@@ -98,13 +98,11 @@ func (factory) Parse(b []byte, typeURL string) (any, error) {
 func (factory) Build(parsed any, bc api.BuildContext) (api.NetworkFilter, error) {
 	c := parsed.(*config)
 	p := &proxy{cfg: c, cm: bc.Clusters(), log: bc.Logger()}
-	for i, al := range c.pb.GetAccessLog() {
-		l, err := accesslog.ForBuild(bc, al)
-		if err != nil {
-			return nil, fmt.Errorf("access_log[%d]: %w", i, err)
-		}
-		p.logs = append(p.logs, l)
+	logs, err := accesslog.ForBuildAll(bc, c.pb.GetAccessLog())
+	if err != nil {
+		return nil, err
 	}
+	p.logs = logs
 	return p, nil
 }
 
