@@ -25,14 +25,17 @@ declare -A pkg_for=(
   [pgrep]=procps
   [ps]=procps
   [taskset]=util-linux
+  [etcd]=etcd-server
+  [zkServer.sh]=zookeeperd
 )
 # Check in a fixed order so the output is stable.
-cmds=(nginx haproxy wrk nghttp h2load curl ss ip pgrep ps taskset)
+cmds=(nginx haproxy wrk nghttp h2load curl ss ip pgrep ps taskset etcd zkServer.sh)
 
 missing=()
 for c in "${cmds[@]}"; do
-  # nginx and haproxy live in /usr/sbin, which a non-root PATH may lack.
-  if command -v "$c" >/dev/null 2>&1 || [[ -x /usr/sbin/$c ]]; then
+  # nginx and haproxy live in /usr/sbin, which a non-root PATH may lack;
+  # zookeeperd puts its scripts under /usr/share/zookeeper/bin.
+  if command -v "$c" >/dev/null 2>&1 || [[ -x /usr/sbin/$c ]] || [[ -x /usr/share/zookeeper/bin/$c ]]; then
     log "have $c ($(command -v "$c" 2>/dev/null || echo "/usr/sbin/$c"))"
   else
     p=${pkg_for[$c]}
@@ -58,7 +61,7 @@ systemd_running() { [[ -d /run/systemd/system ]]; }
 # Which of the services were running before we install anything, so that we
 # only ever stop what this run started.
 declare -A was_running=()
-for s in nginx haproxy; do
+for s in nginx haproxy etcd; do
   if pgrep -x "$s" >/dev/null 2>&1; then was_running[$s]=1; else was_running[$s]=0; fi
 done
 
@@ -87,7 +90,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   "${missing[@]}"
 
 # Stop (and disable) any system instance that came up because of this install.
-for s in nginx haproxy; do
+for s in nginx haproxy etcd; do
   [[ " ${missing[*]} " == *" $s "* ]] || continue
   if systemd_running && command -v systemctl >/dev/null 2>&1; then
     if $SUDO systemctl disable --now "$s" >/dev/null 2>&1; then
@@ -108,6 +111,6 @@ for s in nginx haproxy; do
 done
 
 for c in "${cmds[@]}"; do
-  command -v "$c" >/dev/null 2>&1 || [[ -x /usr/sbin/$c ]] || { log "still missing $c after install"; exit 1; }
+  command -v "$c" >/dev/null 2>&1 || [[ -x /usr/sbin/$c ]] || [[ -x /usr/share/zookeeper/bin/$c ]] || { log "still missing $c after install"; exit 1; }
 done
 log "done: installed ${missing[*]}"
