@@ -26,7 +26,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newStart(), newValidate(), newVersion(), newDemo())
+	root.AddCommand(newStart(), newValidate(), newVersion(), newDemo(), newRegistry())
 	return root
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/weftmesh/weft/internal/codec/http1"
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/listener"
+	"github.com/weftmesh/weft/internal/mesh"
 	"github.com/weftmesh/weft/internal/stats"
 	"github.com/weftmesh/weft/internal/upstream"
 )
@@ -51,6 +52,7 @@ type App struct {
 	clusters  *upstream.Manager
 	listeners []*listener.Listener
 	admin     *admin.Server
+	mesh      *mesh.Agent
 
 	mu       sync.Mutex
 	draining bool
@@ -93,6 +95,13 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 		}
 		a.listeners = append(a.listeners, ln)
 	}
+	if mc, err := meshConfig(b); err != nil {
+		return nil, err
+	} else if mc != nil {
+		if a.mesh, err = mesh.New(mc, mesh.Options{Logger: a.log, Store: a.store}); err != nil {
+			return nil, err
+		}
+	}
 	adminAddr := config.AdminAddress(b, DefaultAdminAddress)
 	if opts.AdminAddress != "" {
 		adminAddr = opts.AdminAddress
@@ -130,6 +139,9 @@ func Check(b *bootstrapv3.Bootstrap) (warnings []string, err error) {
 	for _, c := range b.GetStaticResources().GetClusters() {
 		known[c.GetName()] = true
 	}
+	if _, err := meshConfig(b); err != nil {
+		errs.AddErr("", err)
+	}
 	parsed, perr := parseListeners(b.GetStaticResources().GetListeners(), known)
 	if perr != nil {
 		errs.AddErr("", perr)
@@ -144,6 +156,9 @@ func Check(b *bootstrapv3.Bootstrap) (warnings []string, err error) {
 func (a *App) Start() {
 	for _, l := range a.listeners {
 		go l.Serve()
+	}
+	if a.mesh != nil {
+		a.mesh.Start()
 	}
 	a.log.Info("weft started", "listeners", len(a.listeners), "admin", a.AdminAddr())
 }
@@ -179,11 +194,16 @@ func (a *App) Shutdown(ctx context.Context) {
 	if a.admin != nil {
 		a.admin.SetDraining()
 	}
+	ctx, cancel := context.WithTimeout(ctx, a.opts.DrainTimeout)
+	defer cancel()
+	if a.mesh != nil {
+		// Deregister first and keep serving while consumers learn it, then
+		// drain: no consumer is left sending to a closed ingress.
+		a.mesh.Shutdown(ctx)
+	}
 	for _, l := range a.listeners {
 		l.Drain()
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.opts.DrainTimeout)
-	defer cancel()
 	var wg sync.WaitGroup
 	for _, l := range a.listeners {
 		wg.Add(1)
@@ -199,7 +219,44 @@ func (a *App) Shutdown(ctx context.Context) {
 	a.log.Info("weft stopped")
 }
 
+// MeshSDKAddr is the bound address of the mesh agent's SDK API, "" when
+// the sidecar runs no agent.
+func (a *App) MeshSDKAddr() string {
+	if a.mesh == nil {
+		return ""
+	}
+	return a.mesh.SDKAddr()
+}
+
+// meshConfig finds the mesh agent's bootstrap extension; any other
+// bootstrap extension is refused by name.
+func meshConfig(b *bootstrapv3.Bootstrap) (*mesh.Config, error) {
+	var out *mesh.Config
+	for i, e := range b.GetBootstrapExtensions() {
+		tu := config.TypeURL(e.GetTypedConfig())
+		if e.GetName() != mesh.ExtensionName && tu != mesh.TypeURL {
+			return nil, fmt.Errorf("bootstrap_extensions[%d]: unknown extension %q (type %q)", i, e.GetName(), tu)
+		}
+		if out != nil {
+			return nil, fmt.Errorf("bootstrap_extensions[%d]: a second %s", i, mesh.ExtensionName)
+		}
+		c, err := mesh.ParseConfig(e.GetTypedConfig().GetValue())
+		if err != nil {
+			errs := &config.Errors{}
+			errs.AddErr(fmt.Sprintf("bootstrap_extensions[%d].typed_config", i), err)
+			return nil, errs
+		}
+		out = c
+	}
+	return out, nil
+}
+
 func (a *App) closeAll() {
+	if a.mesh != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // no grace: this is the failure path or after the drain
+		a.mesh.Shutdown(ctx)
+	}
 	for _, l := range a.listeners {
 		l.Close()
 	}

@@ -133,7 +133,35 @@ func (m *Manager) Update(clusters []*clusterv3.Cluster) error {
 		return errors.New("upstream: manager closed")
 	}
 	old := *m.clusters.Load()
-	next := make(map[string]*Cluster, len(clusters))
+	return m.apply(old, make(map[string]*Cluster, len(clusters)), clusters)
+}
+
+// Upsert adds or replaces clusters and removes the named ones, leaving
+// every other cluster untouched (not even compared): the incremental form
+// of Update for a caller that manages thousands of clusters one at a time,
+// as the mesh agent does with its subscriptions. The rules for a changed or
+// unchanged cluster are Update's.
+func (m *Manager) Upsert(clusters []*clusterv3.Cluster, remove []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errors.New("upstream: manager closed")
+	}
+	old := *m.clusters.Load()
+	next := make(map[string]*Cluster, len(old)+len(clusters))
+	for name, c := range old {
+		next[name] = c
+	}
+	for _, name := range remove {
+		delete(next, name)
+	}
+	return m.apply(old, next, clusters)
+}
+
+// apply builds clusters into next (which may already hold clusters to
+// keep), then swaps next in and stops what it no longer holds. On error
+// nothing changes.
+func (m *Manager) apply(old, next map[string]*Cluster, clusters []*clusterv3.Cluster) error {
 	var fresh []*Cluster
 	var errs []error
 	seen := map[string]int{}
@@ -187,7 +215,7 @@ func (m *Manager) Update(clusters []*clusterv3.Cluster) error {
 	}
 	m.lastErr = nil
 	if len(fresh) > 0 || len(old) != len(next) {
-		m.log.Info("clusters updated", "total", len(next), "built", len(fresh))
+		m.log.Debug("clusters updated", "total", len(next), "built", len(fresh))
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ package registrytest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -23,7 +24,8 @@ type Backend struct {
 	// Expiry bounds how long a crashed client's instances survive.
 	Expiry time.Duration
 	// Outage stops the server and returns a function that starts it again
-	// on the same address with its data kept (nil: not supported).
+	// on the same address, with or without its data (an embedded registry
+	// loses it; its clients register again). nil: not supported.
 	Outage func(t *testing.T) (restart func())
 }
 
@@ -40,7 +42,7 @@ func watch(t *testing.T, r registry.Registry, service string) *watcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() {
-		_ = r.Watch(ctx, service, func(l []registry.Instance) {
+		err := r.Watch(ctx, service, func(l []registry.Instance) {
 			cp := append([]registry.Instance(nil), l...)
 			registry.Sort(cp)
 			w.mu.Lock()
@@ -51,6 +53,9 @@ func watch(t *testing.T, r registry.Registry, service string) *watcher {
 			default:
 			}
 		})
+		if err != nil && ctx.Err() == nil && !errors.Is(err, registry.ErrClosed) {
+			t.Errorf("Watch(%s) returned early: %v", service, err)
+		}
 	}()
 	return w
 }
@@ -136,8 +141,11 @@ func Run(t *testing.T, b Backend) {
 			t.Fatal(err)
 		}
 		w.waitFor(t, 5*time.Second, "none after Close", func(l []registry.Instance) bool { return len(l) == 0 })
-		if err := a.Register(ctx5(t), i1); err == nil {
-			t.Error("Register after Close succeeded")
+		if err := a.Register(ctx5(t), i1); !errors.Is(err, registry.ErrClosed) {
+			t.Errorf("Register after Close: %v, want registry.ErrClosed", err)
+		}
+		if err := a.Close(); err != nil {
+			t.Errorf("a second Close: %v", err)
 		}
 	})
 	t.Run("DuplicateAndUpdate", func(t *testing.T) {
