@@ -126,6 +126,9 @@ func ParseJSON(js []byte) (*Config, error) {
 	}
 	r.ttl = 10 * time.Second
 	dur(errs, "registry.ttl", r.TTL, &r.ttl)
+	if r.ttl <= 0 {
+		errs.Add("registry.ttl", "must be positive")
+	}
 	c.drainGrace = 2 * time.Second
 	dur(errs, "drain_grace", c.DrainGrace, &c.drainGrace)
 	if len(c.Ingress) == 0 && len(c.Egress) == 0 {

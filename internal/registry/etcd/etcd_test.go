@@ -383,3 +383,54 @@ func TestOptions(t *testing.T) {
 		t.Error("Register of a bad instance accepted")
 	}
 }
+
+// After an outage longer than the TTL the client puts its instances again
+// under a new lease, and they stay: etcd restores the old lease with a
+// fresh TTL when it restarts, so an instance merely surviving the restart
+// proves nothing until that lease has expired too.
+func TestOutageReregisters(t *testing.T) {
+	t.Parallel()
+	s := startEtcd(t)
+	raw := rawClient(t, s)
+	a, c := newClient(t, s, suiteTTL), newClient(t, s, suiteTTL)
+	svc := "com.weft.Outage"
+	i1 := inst(svc, "127.0.0.1:1", "version", "1.0")
+	if err := a.Register(ctxT(t, 5*time.Second), i1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := record(t, ctx, c, svc)
+	w.waitFor(t, 5*time.Second, "the instance", is(i1))
+	k := a.key(i1)
+	resp, err := raw.Get(ctxT(t, 5*time.Second), k)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("get %s: %v %v", k, resp, err)
+	}
+	old := resp.Kvs[0].Lease
+
+	before := len(w.all())
+	s.stop(t)
+	time.Sleep(suiteTTL + 2*time.Second)
+	if n := len(w.all()); n != before {
+		t.Fatalf("the watcher was called during the outage: %v", w.all())
+	}
+	s.start(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := raw.Get(ctxT(t, 5*time.Second), k)
+		if err == nil && len(resp.Kvs) == 1 && resp.Kvs[0].Lease != old {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not put again under a new lease: %v %v", k, resp, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Past the restored old lease's expiry, and the new one is kept alive.
+	time.Sleep(2*suiteTTL + time.Second)
+	w.waitFor(t, time.Second, "the instance, still", is(i1))
+	if resp, err := raw.Get(ctxT(t, 5*time.Second), k); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("%s gone: %v %v", k, resp, err)
+	}
+}
