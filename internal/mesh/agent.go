@@ -124,9 +124,11 @@ func New(cfg *Config, o Options) (_ *Agent, err error) {
 			s.dst[proto] = sd
 		}
 	}
-	if a.reg, err = openRegistry(cfg, a.log); err != nil {
+	reg, err := openRegistry(cfg, a.log)
+	if err != nil {
 		return nil, err
 	}
+	a.reg = reg
 	if a.sdk, err = newSDKServer(a, cfg.SDKAddress); err != nil {
 		return nil, err
 	}
@@ -135,11 +137,21 @@ func New(cfg *Config, o Options) (_ *Agent, err error) {
 
 func openRegistry(cfg *Config, log *slog.Logger) (registry.Registry, error) {
 	r := cfg.Registry
+	// Each case checks err itself: a nil *etcd.Registry in a non-nil
+	// interface would pass an err == nil test later.
 	switch r.Kind {
 	case "etcd":
-		return etcd.New(context.Background(), etcd.Options{Endpoints: r.Endpoints, Prefix: r.Root, TTL: r.ttl, Logger: log})
+		c, err := etcd.New(context.Background(), etcd.Options{Endpoints: r.Endpoints, Prefix: r.Root, TTL: r.ttl, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	case "zookeeper":
-		return zk.New(zk.Options{Servers: r.Servers, Root: r.Root, SessionTimeout: r.ttl, Logger: log})
+		c, err := zk.New(zk.Options{Servers: r.Servers, Root: r.Root, SessionTimeout: r.ttl, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
 	return embedded.New(embedded.Options{Address: r.Address, Logger: log}), nil
 }

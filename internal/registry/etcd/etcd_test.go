@@ -41,6 +41,7 @@ func rawClient(t *testing.T, s *etcdServer) *clientv3.Client {
 }
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	s := startEtcd(t)
 	registrytest.Run(t, registrytest.Backend{
 		New:    func(t *testing.T) registry.Registry { return newClient(t, s, suiteTTL) },
