@@ -216,6 +216,26 @@ func TestMeshBadInput(t *testing.T) {
 	other := startMeshSidecar(t, regAddr)
 	waitInstances(t, other.sdk, "com.example.Late", "bolt", 1)
 
+	// A duplicate publish (an application that retries) changes nothing
+	// but the metadata: still one instance.
+	for i := 0; i < 3; i++ {
+		if _, err := side.sdk.Publish(ctx, sdk.Publication{Service: "com.example.Late", Protocol: "bolt", Port: portOf(t, prov.Addr()),
+			Metadata: map[string]string{"version": "2.0"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := waitInstances(t, other.sdk, "com.example.Late", "bolt", 1)
+		if s.Instances[0].Metadata["version"] == "2.0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the republished metadata never arrived: %+v", s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	// Thousands of subscriptions from one application.
 	for i := 0; i < 2000; i++ {
 		if _, err := other.sdk.Subscribe(ctx, fmt.Sprintf("com.example.Many%d", i), "dubbo"); err != nil {

@@ -139,119 +139,145 @@ func startLoad(c *plainConsumer, service string) *load {
 	return l
 }
 
-// TestMigrationDualMode moves a provider instance onto the mesh, then the
-// consumer, then both back off it, with load running all along through one
-// registry shared by plain and meshed applications: no request may fail.
+// TestMigrationDualMode moves a provider instance and a consumer onto the
+// mesh and back off it, in both orders, with load running all along through
+// one registry shared by plain and meshed applications: no request may
+// fail.
 func TestMigrationDualMode(t *testing.T) {
 	t.Parallel()
 	reg := startRegistry(t)
-	for _, p := range rpcProtocols {
-		t.Run(string(p), func(t *testing.T) {
-			t.Parallel()
-			service := "com.example.migrate." + string(p) + ".Echo"
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			// Two plain providers that register themselves.
-			p1, p2 := rpcServe(t, p, "p1", 0), rpcServe(t, p, "p2", 0)
-			reg1, reg2 := embedded.New(embedded.Options{Address: reg}), embedded.New(embedded.Options{Address: reg})
-			t.Cleanup(func() { _ = reg1.Close(); _ = reg2.Close() })
-			plain1 := registry.Instance{Service: service, Protocol: string(p), Address: p1.Addr()}
-			for _, x := range []struct {
-				r registry.Registry
-				i registry.Instance
-			}{{reg1, plain1}, {reg2, registry.Instance{Service: service, Protocol: string(p), Address: p2.Addr()}}} {
-				if err := x.r.Register(ctx, x.i); err != nil {
-					t.Fatal(err)
-				}
-			}
-			cons := newPlainConsumer(t, p, reg, service)
-			waitList := func(what string, ok func([]registry.Instance) bool) {
-				t.Helper()
-				deadline := time.Now().Add(10 * time.Second)
-				for {
-					cons.mu.Lock()
-					l := append([]registry.Instance(nil), cons.list...)
-					cons.mu.Unlock()
-					if ok(l) {
-						return
+	for _, order := range []string{"provider-first", "consumer-first"} {
+		for _, p := range rpcProtocols {
+			t.Run(order+"/"+string(p), func(t *testing.T) {
+				t.Parallel()
+				service := "com.example.migrate." + order + "." + string(p) + ".Echo"
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				// Two plain providers that register themselves.
+				p1, p2 := rpcServe(t, p, "p1", 0), rpcServe(t, p, "p2", 0)
+				reg1, reg2 := embedded.New(embedded.Options{Address: reg}), embedded.New(embedded.Options{Address: reg})
+				t.Cleanup(func() { _ = reg1.Close(); _ = reg2.Close() })
+				plain1 := registry.Instance{Service: service, Protocol: string(p), Address: p1.Addr()}
+				for _, x := range []struct {
+					r registry.Registry
+					i registry.Instance
+				}{{reg1, plain1}, {reg2, registry.Instance{Service: service, Protocol: string(p), Address: p2.Addr()}}} {
+					if err := x.r.Register(ctx, x.i); err != nil {
+						t.Fatal(err)
 					}
-					if time.Now().After(deadline) {
-						t.Fatalf("%s: consumer's list %v", what, l)
-					}
-					time.Sleep(20 * time.Millisecond)
 				}
-			}
-			waitList("two plain providers", func(l []registry.Instance) bool { return len(l) == 2 })
-			ld := startLoad(cons, service)
-			phase := func(name string) {
-				time.Sleep(700 * time.Millisecond)
-				t.Logf("%s: %d ok, %d failed so far", name, ld.ok.Load(), ld.failed.Load())
-			}
-			phase("plain")
+				cons := newPlainConsumer(t, p, reg, service)
+				waitList := func(what string, ok func([]registry.Instance) bool) {
+					t.Helper()
+					deadline := time.Now().Add(10 * time.Second)
+					for {
+						cons.mu.Lock()
+						l := append([]registry.Instance(nil), cons.list...)
+						cons.mu.Unlock()
+						if ok(l) {
+							return
+						}
+						if time.Now().After(deadline) {
+							t.Fatalf("%s: consumer's list %v", what, l)
+						}
+						time.Sleep(20 * time.Millisecond)
+					}
+				}
+				waitList("two plain providers", func(l []registry.Instance) bool { return len(l) == 2 })
+				ld := startLoad(cons, service)
+				phase := func(name string) {
+					time.Sleep(700 * time.Millisecond)
+					t.Logf("%s: %d ok, %d failed so far", name, ld.ok.Load(), ld.failed.Load())
+				}
+				phase("plain")
 
-			// 1. Provider p1 moves onto the mesh: its sidecar publishes it
-			// (registering the sidecar's ingress), then p1's own
-			// registration goes.
-			side1 := startMeshSidecar(t, reg)
-			pub, err := side1.sdk.Publish(ctx, sdk.Publication{Service: service, Protocol: string(p), Port: portOf(t, p1.Addr())})
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitList("the meshed p1 listed", func(l []registry.Instance) bool { return len(l) == 3 })
-			if err := reg1.Deregister(ctx, plain1); err != nil {
-				t.Fatal(err)
-			}
-			waitList("plain p1 gone", func(l []registry.Instance) bool { return len(l) == 2 })
-			phase("provider meshed")
+				var side1, sideC *meshSidecar
+				var pub *sdk.Published
+				// Provider p1 onto the mesh: its sidecar publishes it
+				// (registering the sidecar's ingress), then p1's own
+				// registration goes.
+				providerOn := func() {
+					side1 = startMeshSidecar(t, reg)
+					var err error
+					pub, err = side1.sdk.Publish(ctx, sdk.Publication{Service: service, Protocol: string(p), Port: portOf(t, p1.Addr())})
+					if err != nil {
+						t.Fatal(err)
+					}
+					waitList("the meshed p1 listed", func(l []registry.Instance) bool { return len(l) == 3 })
+					if err := reg1.Deregister(ctx, plain1); err != nil {
+						t.Fatal(err)
+					}
+					waitList("plain p1 gone", func(l []registry.Instance) bool { return len(l) == 2 })
+					phase("provider meshed")
+				}
+				// The consumer onto the mesh: it subscribes through its own
+				// sidecar and calls the egress.
+				consumerOn := func() {
+					sideC = startMeshSidecar(t, reg)
+					sub := waitInstances(t, sideC.sdk, service, string(p), 2)
+					cons.switchTo(sub.Address)
+					phase("consumer meshed")
+				}
+				// The provider back: p1 registers itself again, its sidecar
+				// unpublishes (deregister, drain grace) and stops.
+				providerOff := func() {
+					if err := reg1.Register(ctx, plain1); err != nil {
+						t.Fatal(err)
+					}
+					waitList("plain p1 back", func(l []registry.Instance) bool { return len(l) == 3 })
+					if err := side1.sdk.Unpublish(ctx, service, string(p)); err != nil {
+						t.Fatal(err)
+					}
+					waitList("the meshed p1 gone", func(l []registry.Instance) bool { return len(l) == 2 })
+					side1.w.Signal(syscall.SIGTERM)
+					if !side1.w.Wait(10 * time.Second) {
+						t.Fatal("p1's sidecar did not stop")
+					}
+					phase("provider back to plain")
+				}
+				// The consumer back: direct calls again, sidecar off.
+				consumerOff := func() {
+					cons.switchTo("")
+					time.Sleep(300 * time.Millisecond) // calls already on the way to the sidecar finish
+					sideC.w.Signal(syscall.SIGTERM)
+					if !sideC.w.Wait(10 * time.Second) {
+						t.Fatal("the consumer's sidecar did not stop")
+					}
+					phase("consumer back to plain")
+				}
+				bothMeshed := func() {
+					// Traffic really crosses both sidecars.
+					if v := sideC.w.metricValue("weft_rpc_downstream_rq_total", "stat_prefix=mesh_egress_"+string(p)); v <= 0 {
+						t.Errorf("the consumer's sidecar carried no requests (%v)", v)
+					}
+					if v := side1.w.metricValue("weft_rpc_downstream_rq_total", "stat_prefix=mesh_ingress_"+string(p)); v <= 0 {
+						t.Errorf("p1's sidecar carried no requests (%v)", v)
+					}
+				}
+				if order == "provider-first" {
+					providerOn()
+					consumerOn()
+					bothMeshed()
+					providerOff()
+					consumerOff()
+				} else {
+					consumerOn()
+					providerOn()
+					bothMeshed()
+					consumerOff()
+					providerOff()
+				}
 
-			// 2. The consumer moves onto the mesh: it subscribes through its
-			// own sidecar and calls the egress.
-			sideC := startMeshSidecar(t, reg)
-			sub := waitInstances(t, sideC.sdk, service, string(p), 2)
-			cons.switchTo(sub.Address)
-			phase("consumer meshed")
-
-			// 3. The provider rolls back: p1 registers itself again, its
-			// sidecar unpublishes (deregister, drain grace) and stops.
-			if err := reg1.Register(ctx, plain1); err != nil {
-				t.Fatal(err)
-			}
-			waitInstances(t, sideC.sdk, service, string(p), 3)
-			// Traffic really crossed both sidecars while meshed.
-			if v := sideC.w.metricValue("weft_rpc_downstream_rq_total", "stat_prefix=mesh_egress_"+string(p)); v <= 0 {
-				t.Errorf("the consumer's sidecar carried no requests (%v)", v)
-			}
-			if v := side1.w.metricValue("weft_rpc_downstream_rq_total", "stat_prefix=mesh_ingress_"+string(p)); v <= 0 {
-				t.Errorf("p1's sidecar carried no requests (%v)", v)
-			}
-			if err := side1.sdk.Unpublish(ctx, service, string(p)); err != nil {
-				t.Fatal(err)
-			}
-			waitInstances(t, sideC.sdk, service, string(p), 2)
-			side1.w.Signal(syscall.SIGTERM)
-			if !side1.w.Wait(10 * time.Second) {
-				t.Fatal("p1's sidecar did not stop")
-			}
-			phase("provider back to plain")
-
-			// 4. The consumer rolls back: direct calls again, sidecar off.
-			cons.switchTo("")
-			time.Sleep(300 * time.Millisecond) // calls already on the way to the sidecar finish
-			sideC.w.Signal(syscall.SIGTERM)
-			if !sideC.w.Wait(10 * time.Second) {
-				t.Fatal("the consumer's sidecar did not stop")
-			}
-			phase("consumer back to plain")
-
-			close(ld.stop)
-			ld.wg.Wait()
-			if ld.failed.Load() > 0 || ld.ok.Load() < 200 {
-				t.Fatalf("migration under load: %d ok, %d failed (first error: %v)", ld.ok.Load(), ld.failed.Load(), ld.lastErr.Load())
-			}
-			if pub.Instance.Address == p1.Addr() {
-				t.Errorf("the sidecar registered the application's port")
-			}
-			t.Logf("migration under load: %d requests, none failed", ld.ok.Load())
-		})
+				close(ld.stop)
+				ld.wg.Wait()
+				if ld.failed.Load() > 0 || ld.ok.Load() < 200 {
+					t.Fatalf("migration under load: %d ok, %d failed (first error: %v)", ld.ok.Load(), ld.failed.Load(), ld.lastErr.Load())
+				}
+				if pub.Instance.Address == p1.Addr() {
+					t.Errorf("the sidecar registered the application's port")
+				}
+				t.Logf("migration under load: %d requests, none failed", ld.ok.Load())
+			})
+		}
 	}
 }
