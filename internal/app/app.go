@@ -194,13 +194,16 @@ func (a *App) Shutdown(ctx context.Context) {
 	if a.admin != nil {
 		a.admin.SetDraining()
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.opts.DrainTimeout)
-	defer cancel()
 	if a.mesh != nil {
 		// Deregister first and keep serving while consumers learn it, then
-		// drain: no consumer is left sending to a closed ingress.
-		a.mesh.Shutdown(ctx)
+		// drain: no consumer is left sending to a closed ingress. The grace
+		// comes on top of the drain timeout, not out of it.
+		mctx, mcancel := context.WithTimeout(ctx, a.mesh.DrainGrace()+a.opts.DrainTimeout)
+		a.mesh.Shutdown(mctx)
+		mcancel()
 	}
+	ctx, cancel := context.WithTimeout(ctx, a.opts.DrainTimeout)
+	defer cancel()
 	for _, l := range a.listeners {
 		l.Drain()
 	}

@@ -1,6 +1,9 @@
 // Package demo runs `weft demo`: a small mesh on loopback made of sample
 // services, a sidecar beside each, and a trickle of load, so a person can
-// curl it and watch the admin pages.
+// curl it and watch the admin pages. Three parts: HTTP services, Bolt and
+// Dubbo providers behind statically configured sidecars (rpc.go), and
+// meshed and plain Bolt applications sharing an embedded service registry
+// through the sidecars' mesh agents (mesh.go).
 package demo
 
 import (
@@ -16,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,6 +63,16 @@ type rpcSpec struct {
 	AccessLog  string
 }
 
+// meshSpec is a sidecar's mesh agent: its SDK API, the registry, and its
+// ingress and egress listeners by protocol.
+type meshSpec struct {
+	SDKPort         int
+	Registry        string
+	Ingress, Egress map[string]int // protocol -> port
+	DrainGrace      time.Duration
+	Metadata        map[string]string
+}
+
 type sidecarSpec struct {
 	Name                  string
 	ListenPort, AdminPort int // ListenPort 0: no HTTP listener
@@ -67,6 +81,7 @@ type sidecarSpec struct {
 	Routes                []routeSpec
 	RPC                   *rpcSpec
 	Clusters              []clusterSpec
+	Mesh                  *meshSpec
 }
 
 // Names of the RPC part of the mesh.
@@ -78,9 +93,17 @@ const (
 	sidecarFrontend = "sidecar-frontend"
 )
 
-// Run starts the mesh and blocks until ctx ends, then drains it: the RPC
-// callers stop first, then the sidecars drain, then the sample services
-// close.
+// Ports of the mesh, as offsets from Options.BasePort and AdminBase. The
+// registry takes a free port.
+const (
+	basePorts  = 10 // base: frontend, +1, +2: backends, +3: RPC egress, +4, +5: RPC providers, +6..+9: registry part
+	adminPorts = 7  // one per sidecar
+)
+
+// Run starts the mesh and blocks until ctx ends, then drains it: the
+// callers stop first, then the plain provider deregisters, the sidecars
+// deregister (the mesh agents) and drain, then the sample services and
+// the registry close.
 func Run(ctx context.Context, o Options) error {
 	if o.BasePort == 0 {
 		o.BasePort = 10000
@@ -103,11 +126,10 @@ func Run(ctx context.Context, o Options) error {
 	p := o.BasePort
 	// The RPC callers run inside the demo process; the frontend app shows
 	// their results on /rpc.
+	rpcEgress := fmt.Sprintf("127.0.0.1:%d", p+3)
 	callers := map[string]*caller{
-		"bolt": newCaller(echoService+":"+echoVersion, fmt.Sprintf("127.0.0.1:%d", p+3), o.RPS,
-			func() rpcProtocol { return &boltCaller{} }),
-		"dubbo": newCaller(greetingService, fmt.Sprintf("127.0.0.1:%d", p+3), o.RPS,
-			func() rpcProtocol { return &dubboCaller{} }),
+		"bolt":  newCaller(echoService+":"+echoVersion, rpcEgress, o.RPS, echoCaller, to(rpcEgress)),
+		"dubbo": newCaller(greetingService, rpcEgress, o.RPS, func() rpcProtocol { return &dubboCaller{} }, to(rpcEgress)),
 	}
 	rpcStatus := func(w http.ResponseWriter, _ *http.Request) {
 		out := map[string]any{}
@@ -124,8 +146,17 @@ func Run(ctx context.Context, o Options) error {
 		_ = enc.Encode(out)
 	}
 
+	// The service registry of the mesh agents and the plain applications,
+	// closed last.
+	mesh, err := startRegistry(o.Logger, o.RPS)
+	if err != nil {
+		return err
+	}
+	defer mesh.closeRegistry()
+
 	// Sample services: two instances of "backend", one "frontend" that
-	// calls the backend through its own sidecar, and the RPC providers.
+	// calls the backend through its own sidecar, the RPC providers, and
+	// the catalog's providers.
 	b1, err := startService("backend-1", nil, nil)
 	if err != nil {
 		return err
@@ -137,12 +168,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer b2.Close()
 	egress := fmt.Sprintf("http://127.0.0.1:%d", p)
-	fe, err := startService("frontend", &egress, map[string]http.HandlerFunc{"/rpc": rpcStatus})
+	fe, err := startService("frontend", &egress, map[string]http.HandlerFunc{"/rpc": rpcStatus, "/mesh": mesh.status})
 	if err != nil {
 		return err
 	}
 	defer fe.Close()
-	boltSrv, err := startTCPServer(boltEcho(boltApp))
+	boltSrv, err := startTCPServer(boltEcho(echoService, boltApp))
 	if err != nil {
 		return err
 	}
@@ -152,6 +183,16 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer dubboSrv.Close()
+	catalogMeshedSrv, err := startTCPServer(boltEcho(catalogService, catalogMeshed))
+	if err != nil {
+		return err
+	}
+	defer catalogMeshedSrv.Close()
+	catalogPlainSrv, err := startTCPServer(boltEcho(catalogService, catalogPlain))
+	if err != nil {
+		return err
+	}
+	defer catalogPlainSrv.Close()
 
 	specs := []sidecarSpec{
 		{
@@ -198,12 +239,27 @@ func Run(ctx context.Context, o Options) error {
 				Services: []rpcRouteSpec{{"local", "*", "local"}}},
 			Clusters: []clusterSpec{{"local", "ROUND_ROBIN", []int{dubboSrv.port()}}},
 		},
+		{
+			// The meshed provider's sidecar: a mesh agent with a Bolt
+			// ingress, and nothing configured statically.
+			Name: sidecarCatalog, AdminPort: o.AdminBase + 5,
+			Mesh: &meshSpec{SDKPort: p + 8, Registry: mesh.registry, Ingress: map[string]int{catalogProtocol: p + 6},
+				DrainGrace: meshDrainGrace, Metadata: map[string]string{"zone": "demo"}},
+		},
+		{
+			// The meshed consumer's sidecar: a mesh agent with a Bolt
+			// egress.
+			Name: sidecarConsumer, AdminPort: o.AdminBase + 6,
+			Mesh: &meshSpec{SDKPort: p + 9, Registry: mesh.registry, Egress: map[string]int{catalogProtocol: p + 7},
+				DrainGrace: meshDrainGrace, Metadata: map[string]string{"zone": "demo"}},
+		},
 	}
 	if err := checkPorts(specs); err != nil {
 		return err
 	}
 	tmpl := template.Must(template.New("sidecar").Parse(sidecarTmpl))
 	var apps []*app.App
+	sdkAddr := map[string]string{} // sidecar -> its mesh agent's SDK API
 	defer func() {
 		for _, a := range apps {
 			a.Shutdown(context.Background())
@@ -235,13 +291,33 @@ func Run(ctx context.Context, o Options) error {
 		}
 		a.Start()
 		apps = append(apps, a)
+		if sp.Mesh != nil {
+			if sdkAddr[sp.Name] = a.MeshSDKAddr(); sdkAddr[sp.Name] == "" {
+				return fmt.Errorf("%s: %w", sp.Name, errNoSDK)
+			}
+		}
+	}
+	// The registry part: the meshed provider publishes, the plain one
+	// registers, the meshed consumer subscribes, the plain one follows
+	// the registry. Undone before the sidecars drain.
+	defer mesh.stop()
+	if err := mesh.start(ctx, sdkAddr[sidecarCatalog], sdkAddr[sidecarConsumer], catalogMeshedSrv.port(), catalogPlainSrv.port()); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return err
 	}
 	if o.Out != nil {
 		if err := bannerTmpl.Execute(o.Out, map[string]any{
 			"Dir": o.Dir, "P": p, "P1": p + 1, "P2": p + 2, "P3": p + 3, "P4": p + 4, "P5": p + 5,
-			"Admin": o.AdminBase, "Admin3": o.AdminBase + 3, "Admin4": o.AdminBase + 4, "RPS": o.RPS,
+			"P6": p + 6, "P7": p + 7, "SDKProvider": sdkAddr[sidecarCatalog], "SDKConsumer": sdkAddr[sidecarConsumer],
+			"Admin": o.AdminBase, "Admin3": o.AdminBase + 3, "Admin4": o.AdminBase + 4,
+			"Admin5": o.AdminBase + 5, "Admin6": o.AdminBase + 6, "RPS": o.RPS,
 			"Echo": echoService + ":" + echoVersion, "Greeting": greetingService,
 			"Bolt": boltApp, "Dubbo": dubboApp, "Egress": egressPrefix,
+			"Registry": mesh.registry, "Catalog": catalogService, "CatalogPlainPort": catalogPlainSrv.port(),
+			"CatalogMeshed": catalogMeshed, "CatalogPlain": catalogPlain,
+			"SidecarCatalog": sidecarCatalog, "SidecarConsumer": sidecarConsumer,
 		}); err != nil {
 			return err
 		}
@@ -252,9 +328,10 @@ func Run(ctx context.Context, o Options) error {
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer func() { stopLoad(); wg.Wait() }()
 	if o.RPS > 0 {
-		wg.Add(1 + len(callers))
+		all := []*caller{callers["bolt"], callers["dubbo"], mesh.meshed, mesh.plain}
+		wg.Add(1 + len(all))
 		go func() { defer wg.Done(); load(loadCtx, fmt.Sprintf("http://127.0.0.1:%d/", p), o.RPS) }()
-		for _, c := range callers {
+		for _, c := range all {
 			go func() { defer wg.Done(); c.run(loadCtx) }()
 		}
 	}
@@ -272,19 +349,28 @@ var bannerTmpl = template.Must(template.New("banner").Parse(`Weft demo mesh is u
   bolt caller  --\                                    /-> sidecar-{{.Bolt}} :{{.P4}} -> {{.Bolt}} ({{.Echo}})
                   >-> sidecar-frontend :{{.P3}} (rpc) -<
   dubbo caller --/                                    \-> sidecar-{{.Dubbo}} :{{.P5}} -> {{.Dubbo}} ({{.Greeting}})
+  Registry ({{.Catalog}} over Bolt; one embedded registry at {{.Registry}}):
+  meshed consumer -> {{.SidecarConsumer}} :{{.P7}} (egress) --\   /-> {{.SidecarCatalog}} :{{.P6}} (ingress) -> {{.CatalogMeshed}}
+                                                                 >-<
+  plain consumer (follows the registry, calls directly) --------/   \-> {{.CatalogPlain}} :{{.CatalogPlainPort}} (registers itself)
+  Each consumer reaches both providers, round robin: meshed->meshed, meshed->plain, plain->meshed, plain->plain.
 
 Try:
   curl http://127.0.0.1:{{.P}}/                 # frontend, which calls the backend through its sidecar
   curl http://127.0.0.1:{{.P}}/backend/hello    # straight to a backend, round robin
   curl http://127.0.0.1:{{.P}}/rpc              # the Bolt and Dubbo callers' last replies, through the mesh
+  curl http://127.0.0.1:{{.P}}/mesh             # the meshed and the plain consumer: calls ok and failed, which provider answered
+  curl -s http://{{.SDKProvider}}/v1/status   # SDK API of {{.SidecarCatalog}}: what it published
+  curl -s http://{{.SDKConsumer}}/v1/status   # SDK API of {{.SidecarConsumer}}: its subscription and the providers it knows
+  curl http://{{.Registry}}/v1/services/{{.Catalog}}   # the registry's instances
   open http://127.0.0.1:{{.Admin}}/                 # admin of sidecar-frontend (stats, clusters, config)
   curl http://127.0.0.1:{{.Admin}}/stats/prometheus
   curl http://127.0.0.1:{{.Admin}}/stats | grep rpc # RPC proxy stats: rpc.{{.Egress}}.* and per protocol, service and method
   curl http://127.0.0.1:{{.Admin}}/clusters
-  (admin of sidecar-{{.Bolt}} :{{.Admin3}}, sidecar-{{.Dubbo}} :{{.Admin4}})
+  (admin of sidecar-{{.Bolt}} :{{.Admin3}}, sidecar-{{.Dubbo}} :{{.Admin4}}, {{.SidecarCatalog}} :{{.Admin5}}, {{.SidecarConsumer}} :{{.Admin6}})
 
-{{if gt .RPS 0}}Background load: {{.RPS}} requests/s over HTTP, and as many calls/s over Bolt and over Dubbo.
-{{- else}}Background load: off (--rps 0), so the RPC callers are idle too.{{end}} Ctrl-C to stop (the sidecars drain first).
+{{if gt .RPS 0}}Background load: {{.RPS}} requests/s over HTTP, and as many calls/s over Bolt, over Dubbo and from each catalog consumer.
+{{- else}}Background load: off (--rps 0), so the RPC callers and the catalog consumers are idle too.{{end}} Ctrl-C to stop (the sidecars deregister and drain first).
 `))
 
 // checkPorts reports a port of the mesh that is already taken, before any
@@ -299,6 +385,17 @@ func checkPorts(specs []sidecarSpec) error {
 		if sp.RPC != nil {
 			ports = append(ports, use{"RPC listener", sp.RPC.Port})
 		}
+		if m := sp.Mesh; m != nil {
+			ports = append(ports, use{"mesh agent SDK API", m.SDKPort})
+			for _, side := range []struct {
+				name  string
+				ports map[string]int
+			}{{"ingress", m.Ingress}, {"egress", m.Egress}} {
+				for _, proto := range sortedProtocols(side.ports) {
+					ports = append(ports, use{"mesh " + side.name + " (" + proto + ")", side.ports[proto]})
+				}
+			}
+		}
 		for _, p := range ports {
 			if p.port == 0 {
 				continue
@@ -311,6 +408,15 @@ func checkPorts(specs []sidecarSpec) error {
 		}
 	}
 	return nil
+}
+
+func sortedProtocols(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func port(s *service) int { return s.ln.Addr().(*net.TCPAddr).Port }

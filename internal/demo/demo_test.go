@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -23,17 +25,16 @@ import (
 	_ "github.com/weftmesh/weft/extensions/filters/stream/fault"
 )
 
-// freeRun finds n consecutive free loopback ports.
+// freeRun finds n consecutive free loopback ports. It looks below the
+// ephemeral port range (Linux: 32768-60999, BSDs and Windows: 49152 and
+// up), as the demo's own defaults do: there busy outgoing connections take
+// no ports, so a run is free unless something listens in it.
 func freeRun(t *testing.T, n int) int {
 	t.Helper()
-	for try := 0; try < 50; try++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		_ = ln.Close()
-		ok := base+n < 65535
+	const lo, hi = 15000, 32000
+	for try := 0; try < 200; try++ {
+		base := lo + rand.IntN(hi-lo-n)
+		ok := true
 		for i := 0; i < n && ok; i++ {
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
 			if err != nil {
@@ -91,11 +92,12 @@ func noLeak(t *testing.T, before int) {
 	}
 }
 
-// TestRunRPC runs the demo in process: the Bolt and Dubbo callers get
-// their answers through the sidecars, and cancelling the context stops
-// everything, leaving no goroutine behind.
-func TestRunRPC(t *testing.T) {
-	base, admin := freeRun(t, 6), freeRun(t, 5)
+// TestRun runs the demo in process: the Bolt and Dubbo callers get their
+// answers through the sidecars, the meshed and the plain catalog consumers
+// reach both catalog providers through the registry, and cancelling the
+// context stops everything, leaving no goroutine and no port behind.
+func TestRun(t *testing.T) {
+	base, admin := freeRun(t, basePorts), freeRun(t, adminPorts)
 	tr := &http.Transport{}
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 	get := func(url string) (int, string) {
@@ -140,7 +142,7 @@ func TestRunRPC(t *testing.T) {
 		if try == 3 || !strings.Contains(err.Error(), "address already in use") {
 			t.Fatal(err)
 		}
-		base, admin = freeRun(t, 6), freeRun(t, 5)
+		base, admin = freeRun(t, basePorts), freeRun(t, adminPorts)
 	}
 	defer cancel()
 	if want := fmt.Sprintf("curl http://127.0.0.1:%d/rpc", base); !strings.Contains(out.String(), want) {
@@ -177,6 +179,7 @@ func TestRunRPC(t *testing.T) {
 			t.Errorf("sidecar admin :%d: %q", admin+3+i, st)
 		}
 	}
+	registryAddr := testRunMesh(t, base, out.String(), get)
 	tr.CloseIdleConnections()
 
 	start := time.Now()
@@ -190,36 +193,131 @@ func TestRunRPC(t *testing.T) {
 		t.Fatal("Run did not return after cancel")
 	}
 	t.Logf("shutdown took %v", time.Since(start))
-	for _, p := range []int{base, base + 3, base + 4, base + 5, admin, admin + 3, admin + 4} {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+	addrs := []string{registryAddr}
+	for i := 0; i < basePorts; i++ {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", base+i))
+	}
+	for i := 0; i < adminPorts; i++ {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", admin+i))
+	}
+	for _, a := range addrs {
+		if c, err := net.Dial("tcp", a); err == nil {
 			c.Close()
-			t.Errorf("port %d still open after Run returned", p)
+			t.Errorf("%s still open after Run returned", a)
 		}
 	}
 	noLeak(t, before)
 }
 
-// TestRunPortTaken: a failed start closes what it started.
+// testRunMesh checks the registry part of a running demo and returns the
+// registry's address: /mesh shows both consumers' calls succeeding and
+// answered by both providers, the SDK APIs in the banner show the
+// publication and the subscription, and the registry lists the meshed
+// provider's sidecar and the plain provider.
+func testRunMesh(t *testing.T, base int, banner string, get func(string) (int, string)) string {
+	t.Helper()
+	reg := regexp.MustCompile(`embedded registry at (127\.0\.0\.1:\d+)`).FindStringSubmatch(banner)
+	if reg == nil {
+		t.Fatalf("banner lacks the registry address:\n%s", banner)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("curl http://127.0.0.1:%d/mesh", base),
+		fmt.Sprintf("curl -s http://127.0.0.1:%d/v1/status", base+8),
+		fmt.Sprintf("curl -s http://127.0.0.1:%d/v1/status", base+9),
+		fmt.Sprintf("sidecar-meshed-consumer :%d (egress)", base+7),
+		fmt.Sprintf("sidecar-catalog-meshed :%d (ingress)", base+6),
+	} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+
+	var body string
+	defer func() {
+		if t.Failed() {
+			t.Logf("/mesh: %s", body)
+		}
+	}()
+	eventually(t, 10*time.Second, "both consumers reaching both providers on /mesh", func() bool {
+		var code int
+		code, body = get(fmt.Sprintf("http://127.0.0.1:%d/mesh", base))
+		var got struct {
+			Meshed consumerStatus `json:"meshed_consumer"`
+			Plain  consumerStatus `json:"plain_consumer"`
+		}
+		if code != 200 || json.Unmarshal([]byte(body), &got) != nil {
+			return false
+		}
+		for _, c := range []consumerStatus{got.Meshed, got.Plain} {
+			if c.Failed != 0 {
+				t.Fatalf("calls failed: %s", body)
+			}
+			if c.OK < 20 || c.ServedBy[catalogMeshed] == 0 || c.ServedBy[catalogPlain] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, want := range []string{`"registry": "` + reg[1] + `"`, `"item #`, "(catalog-meshed, meshed: its sidecar's ingress)",
+		fmt.Sprintf(`"127.0.0.1:%d (catalog-meshed, meshed`, base+6), fmt.Sprintf(`"via": "127.0.0.1:%d (sidecar-meshed-consumer egress`, base+7)} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/mesh lacks %q: %s", want, body)
+		}
+	}
+
+	code, st := get(fmt.Sprintf("http://127.0.0.1:%d/v1/status", base+8))
+	if code != 200 || !strings.Contains(st, `"registered":true`) || !strings.Contains(st, catalogService) {
+		t.Errorf("the meshed provider's sidecar status: %d %s", code, st)
+	}
+	code, st = get(fmt.Sprintf("http://127.0.0.1:%d/v1/status", base+9))
+	if code != 200 || !strings.Contains(st, fmt.Sprintf(`"address":"127.0.0.1:%d"`, base+7)) || strings.Count(st, `"service":"`+catalogService) != 3 {
+		t.Errorf("the meshed consumer's sidecar status (want its subscription with two providers): %d %s", code, st)
+	}
+	code, st = get("http://" + reg[1] + "/v1/services/" + catalogService)
+	if code != 200 || !strings.Contains(st, fmt.Sprintf(`"address":"127.0.0.1:%d"`, base+6)) || !strings.Contains(st, `"meshed":"true"`) ||
+		!strings.Contains(st, `"app":"catalog-plain"`) {
+		t.Errorf("the registry's instances: %d %s", code, st)
+	}
+	return reg[1]
+}
+
+// TestRunPortTaken: a port of the mesh already taken is reported, naming
+// the sidecar and the port, and the failed start closes what it started
+// (the registry among them).
 func TestRunPortTaken(t *testing.T) {
-	for try := 0; ; try++ {
-		base, admin := freeRun(t, 6), freeRun(t, 5)
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+5))
-		if err != nil {
-			t.Fatal(err)
-		}
-		before := runtime.NumGoroutine()
-		err = Run(context.Background(), Options{BasePort: base, AdminBase: admin, RPS: 5, Out: io.Discard,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Dir: t.TempDir()})
-		_ = ln.Close()
-		if err != nil && !strings.Contains(err.Error(), "sidecar-dubbo-greeting") &&
-			strings.Contains(err.Error(), "address already in use") && try < 3 {
-			continue // another port of the run was taken meanwhile
-		}
-		if err == nil || !strings.Contains(err.Error(), "sidecar-dubbo-greeting") {
-			t.Fatalf("Run with port %d taken: %v", base+5, err)
-		}
-		noLeak(t, before)
-		return
+	for _, tc := range []struct {
+		offset  int
+		sidecar string
+		what    string
+	}{
+		{5, "sidecar-dubbo-greeting", "RPC listener"},
+		{6, sidecarCatalog, "mesh ingress (bolt)"},
+		{7, sidecarConsumer, "mesh egress (bolt)"},
+		{8, sidecarCatalog, "mesh agent SDK API"},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			for try := 0; ; try++ {
+				base, admin := freeRun(t, basePorts), freeRun(t, adminPorts)
+				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+tc.offset))
+				if err != nil {
+					t.Fatal(err)
+				}
+				before := runtime.NumGoroutine()
+				err = Run(context.Background(), Options{BasePort: base, AdminBase: admin, RPS: 5, Out: io.Discard,
+					Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Dir: t.TempDir()})
+				_ = ln.Close()
+				want := fmt.Sprintf("%s: %s port %d", tc.sidecar, tc.what, base+tc.offset)
+				if err != nil && !strings.Contains(err.Error(), want) &&
+					strings.Contains(err.Error(), "address already in use") && try < 3 {
+					continue // another port of the run was taken meanwhile
+				}
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("Run with port %d taken: %v (want %q)", base+tc.offset, err, want)
+				}
+				noLeak(t, before)
+				return
+			}
+		})
 	}
 }
 
@@ -254,7 +352,7 @@ func TestCallerReconnects(t *testing.T) {
 		serve func(net.Conn)
 		mk    func() rpcProtocol
 	}{
-		{"bolt", boltEcho("b"), func() rpcProtocol { return &boltCaller{} }},
+		{"bolt", boltEcho(echoService, "b"), echoCaller},
 		{"dubbo", dubboGreeting("d"), func() rpcProtocol { return &dubboCaller{} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -263,7 +361,7 @@ func TestCallerReconnects(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer srv.Close()
-			c := newCaller("svc", srv.ln.Addr().String(), 100, tc.mk)
+			c := newCaller("svc", srv.ln.Addr().String(), 100, tc.mk, to(srv.ln.Addr().String()))
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() { defer close(done); c.run(ctx) }()
@@ -274,11 +372,111 @@ func TestCallerReconnects(t *testing.T) {
 			cancel()
 			<-done
 			s := c.stats()
-			if !strings.Contains(s.Last, "served-by") {
-				t.Errorf("last reply %q", s.Last)
+			if !strings.Contains(s.Last, "served-by") || s.ServedBy[tc.name[:1]] != s.OK {
+				t.Errorf("last reply %q, served by %v", s.Last, s.ServedBy)
 			}
 			t.Logf("%+v", s)
 		})
 	}
 	noLeak(t, before)
+}
+
+// TestCallerRoundRobin: a caller with several targets takes them in turn,
+// one connection each; a target that goes away is left (its idle
+// connection closed) and a dead one skipped, without failed calls; with no
+// target left, calls fail.
+func TestCallerRoundRobin(t *testing.T) {
+	before := runtime.NumGoroutine()
+	var srvs []*tcpServer
+	for _, name := range []string{"p1", "p2", "p3"} {
+		s, err := startTCPServer(boltEcho(catalogService, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		srvs = append(srvs, s)
+	}
+	var mu sync.Mutex
+	targets := []string{srvs[0].ln.Addr().String(), srvs[1].ln.Addr().String()}
+	set := func(l ...string) { mu.Lock(); targets = l; mu.Unlock() }
+	c := newCaller(catalogService, "test", 200, catalogCaller, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return targets
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	eventually(t, 10*time.Second, "calls to p1 and p2", func() bool {
+		s := c.stats()
+		return s.ServedBy["p1"] >= 20 && s.ServedBy["p2"] >= 20
+	})
+	if s := c.stats(); s.Failed != 0 || s.Connects != 2 || s.ServedBy["p1"]+s.ServedBy["p2"] != s.OK || s.ServedBy["p3"] != 0 ||
+		max(s.ServedBy["p1"], s.ServedBy["p2"])-min(s.ServedBy["p1"], s.ServedBy["p2"]) > 2 {
+		t.Fatalf("round robin over p1 and p2: %+v", s)
+	}
+
+	// p1 leaves the list, p3 joins: p1's connection closes once idle.
+	set(srvs[1].ln.Addr().String(), srvs[2].ln.Addr().String())
+	eventually(t, 10*time.Second, "calls to p3", func() bool { return c.stats().ServedBy["p3"] >= 20 })
+	eventually(t, 10*time.Second, "p1's connection closed", func() bool {
+		srvs[0].mu.Lock()
+		defer srvs[0].mu.Unlock()
+		return len(srvs[0].conns) == 0
+	})
+	// p3 dies: calls in flight to it may fail, then p2 takes everything.
+	srvs[2].Close()
+	time.Sleep(100 * time.Millisecond)
+	s0 := c.stats()
+	eventually(t, 10*time.Second, "p2 alone", func() bool { return c.stats().ServedBy["p2"] >= s0.ServedBy["p2"]+40 })
+	if s := c.stats(); s.Failed != s0.Failed || s.ServedBy["p3"] != s0.ServedBy["p3"] {
+		t.Fatalf("calls failed or reached the dead p3: before %+v, after %+v", s0, s)
+	}
+
+	// No target: calls fail.
+	set()
+	eventually(t, 10*time.Second, "failures without a target", func() bool { return c.stats().Failed > s0.Failed+5 })
+	if s := c.stats(); !strings.Contains(s.LastError, "no provider known") {
+		t.Errorf("last error %q", s.LastError)
+	}
+	cancel()
+	<-done
+	for _, s := range srvs {
+		s.Close()
+	}
+	noLeak(t, before)
+}
+
+// TestCallerWaitsForTargets: a caller whose targets are unknown at first
+// waits without counting failures.
+func TestCallerWaitsForTargets(t *testing.T) {
+	srv, err := startTCPServer(boltEcho(catalogService, "p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var mu sync.Mutex
+	var targets []string
+	c := newCaller(catalogService, "test", 200, catalogCaller, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return targets
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(100 * time.Millisecond)
+	if s := c.stats(); s.OK+s.Failed != 0 {
+		t.Fatalf("calls before any target: %+v", s)
+	}
+	mu.Lock()
+	targets = []string{srv.ln.Addr().String()}
+	mu.Unlock()
+	eventually(t, 10*time.Second, "calls", func() bool { return c.stats().OK >= 10 })
+	if s := c.stats(); s.Failed != 0 {
+		t.Fatalf("%+v", s)
+	}
 }

@@ -3,7 +3,8 @@ package demo
 // The RPC half of the demo: a Bolt provider and a Dubbo provider, each a
 // tiny server written with Weft's own codecs, and a Bolt caller and a Dubbo
 // caller that call them through the frontend sidecar's RPC egress, each
-// over one pipelined connection.
+// over one pipelined connection. The registry part (mesh.go) reuses the
+// Bolt provider and caller for its catalog service.
 
 import (
 	"context"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -155,10 +157,11 @@ func (s *tcpServer) Close() {
 	s.wg.Wait()
 }
 
-// boltEcho serves com.weftmesh.demo.EchoService over Bolt: a request's
-// content comes back unchanged with a served-by header; heartbeats are
-// answered; other services get NO_PROCESSOR.
-func boltEcho(name string) func(net.Conn) {
+// boltEcho serves service (com.weftmesh.demo.EchoService,
+// com.weftmesh.demo.CatalogService) over Bolt as provider name: a request's
+// content comes back unchanged, whatever the method, with a served-by
+// header; heartbeats are answered; other services get NO_PROCESSOR.
+func boltEcho(service, name string) func(net.Conn) {
 	return func(c net.Conn) {
 		codec := &bolt.Codec{}
 		var req, resp bolt.Frame
@@ -173,7 +176,7 @@ func boltEcho(name string) func(net.Conn) {
 			case api.KindHeartbeat:
 				reply = codec.HeartbeatReply(&req)
 			case api.KindRequest:
-				if svc, _ := req.Headers().Get(":authority"); svc != echoService {
+				if svc, _ := req.Headers().Get(":authority"); svc != service {
 					reply = codec.ErrorReply(&req, 404, "no service "+svc)
 					break
 				}
@@ -280,6 +283,7 @@ type rpcReply struct {
 	response bool   // a response to request id
 	id       uint32 // its id
 	text     string // what the provider answered
+	by       string // the provider that answered (its served-by)
 	err      error  // the failure the response reports
 	answer   []byte // bytes to send back (a heartbeat reply)
 }
@@ -292,16 +296,24 @@ type rpcProtocol interface {
 	decode(b []byte) (int, rpcReply, error)
 }
 
-// boltCaller calls EchoService.echo("ping #N").
+// boltCaller calls service.method(arg + "N"), e.g.
+// EchoService.echo("ping #N"), naming app as the target application.
 type boltCaller struct {
+	service, version, method, arg, app string
+
 	codec bolt.Codec
 	req   bolt.Frame
 	resp  bolt.Frame
 }
 
+// echoCaller is the Bolt caller of the RPC part.
+func echoCaller() rpcProtocol {
+	return &boltCaller{service: echoService, version: echoVersion, method: echoMethod, arg: "ping #", app: "demo-frontend"}
+}
+
 func (p *boltCaller) appendRequest(dst []byte, id uint32, seq uint64) ([]byte, error) {
 	e := hessian.NewEncoder()
-	if err := e.Encode("ping #" + strconv.FormatUint(seq, 10)); err != nil {
+	if err := e.Encode(p.arg + strconv.FormatUint(seq, 10)); err != nil {
 		return dst, err
 	}
 	f := &p.req
@@ -310,9 +322,11 @@ func (p *boltCaller) appendRequest(dst []byte, id uint32, seq uint64) ([]byte, e
 	f.ID, f.Codec, f.TimeoutMs = id, bolt.CodecHessian2, int32(rpcTimeout/time.Millisecond)
 	f.ClassName = []byte(sofaRequestClass)
 	h := f.Headers() // writes both service keys, as SOFARPC does
-	h.Set(bolt.KeyService, echoService+":"+echoVersion)
-	h.Set(":path", echoMethod)
-	h.Set(bolt.KeyTargetApp, "demo-frontend")
+	h.Set(bolt.KeyService, p.service+":"+p.version)
+	h.Set(":path", p.method)
+	if p.app != "" {
+		h.Set(bolt.KeyTargetApp, p.app)
+	}
 	f.Content = e.Buffer()
 	return p.codec.Encode(dst, f)
 }
@@ -344,7 +358,8 @@ func (p *boltCaller) decode(b []byte) (int, rpcReply, error) {
 		return n, r, nil
 	}
 	by, _ := f.Headers().Get(servedBy)
-	r.text = fmt.Sprintf("%s.%s -> %q (served-by %s)", echoService, echoMethod, s, by)
+	r.by = strings.Clone(by) // the frame's storage is reused by the next Decode
+	r.text = fmt.Sprintf("%s.%s -> %q (served-by %s)", p.service, p.method, s, r.by)
 	return n, r, nil
 }
 
@@ -421,11 +436,12 @@ func (p *dubboCaller) decode(b []byte) (int, rpcReply, error) {
 		r.err = fmt.Errorf("dubbo: the provider threw %v", value)
 		return n, r, nil
 	}
+	r.by = by
 	r.text = fmt.Sprintf("%s.%s -> %q (served-by %s)", greetingService, greetingMethod, value, by)
 	return n, r, nil
 }
 
-// callerStats is what /rpc shows of one caller.
+// callerStats is what /rpc and /mesh show of one caller.
 type callerStats struct {
 	Service   string `json:"service"`
 	Via       string `json:"via"`
@@ -434,30 +450,52 @@ type callerStats struct {
 	Last      string `json:"last"`
 	LastError string `json:"last_error,omitempty"`
 	Connects  uint64 `json:"connects"`
+	// ServedBy counts the successful calls per provider that answered.
+	ServedBy map[string]uint64 `json:"served_by,omitempty"`
 }
 
-// caller sends rps calls per second over one pipelined connection to
-// addr, matching replies by id, and reconnects when the connection drops.
+// redialAfter is how long a caller leaves an address alone after its
+// connection failed or could not be made.
+const redialAfter = 500 * time.Millisecond
+
+// caller sends rps calls per second, round robin over the addresses
+// targets returns (asked again before every call), each address over one
+// pipelined connection matching replies by id; a connection that drops is
+// dialed again. Until targets first returns an address the caller waits;
+// after that a call with no address to go to fails.
 type caller struct {
-	addr string
-	rps  int
-	mk   func() rpcProtocol
+	rps     int
+	mk      func() rpcProtocol
+	targets func() []string
 
 	mu sync.Mutex
 	st callerStats
 }
 
-func newCaller(service, addr string, rps int, mk func() rpcProtocol) *caller {
-	return &caller{addr: addr, rps: rps, mk: mk, st: callerStats{Service: service, Via: addr}}
+// newCaller makes a caller of service; via describes where its calls go.
+func newCaller(service, via string, rps int, mk func() rpcProtocol, targets func() []string) *caller {
+	return &caller{rps: rps, mk: mk, targets: targets, st: callerStats{Service: service, Via: via}}
+}
+
+// to is the targets of a caller with one fixed address.
+func to(addr string) func() []string {
+	return func() []string { return []string{addr} }
 }
 
 func (c *caller) stats() callerStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.st
+	st := c.st
+	if c.st.ServedBy != nil {
+		st.ServedBy = make(map[string]uint64, len(c.st.ServedBy))
+		for k, v := range c.st.ServedBy {
+			st.ServedBy[k] = v
+		}
+	}
+	return st
 }
 
-func (c *caller) result(text string, err error) {
+func (c *caller) result(text, by string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -467,121 +505,233 @@ func (c *caller) result(text string, err error) {
 	}
 	c.st.OK++
 	c.st.Last = text
+	if by != "" {
+		if c.st.ServedBy == nil {
+			c.st.ServedBy = map[string]uint64{}
+		}
+		c.st.ServedBy[by]++
+	}
 }
 
-// run calls until ctx ends.
+func (c *caller) connError(err error) {
+	c.mu.Lock()
+	c.st.LastError = "connection: " + err.Error()
+	c.mu.Unlock()
+}
+
+// run calls until ctx ends. Calls in flight then are not failures.
 func (c *caller) run(ctx context.Context) {
-	var seq uint64
-	for ctx.Err() == nil {
-		if err := c.session(ctx, &seq); err != nil && ctx.Err() == nil {
-			c.mu.Lock()
-			c.st.LastError = "connection: " + err.Error()
-			c.mu.Unlock()
+	conns := map[string]*rpcConn{} // by address
+	down := map[string]time.Time{} // address -> not dialed before
+	drop := func(addr string, now time.Time, err error) {
+		conns[addr].close(false)
+		delete(conns, addr)
+		down[addr] = now.Add(redialAfter)
+		c.connError(err)
+	}
+	defer func() {
+		for _, cn := range conns {
+			cn.close(true)
 		}
+	}()
+	t := time.NewTicker(time.Second / time.Duration(c.rps))
+	defer t.Stop()
+	var seq, rr uint64
+	started := false
+	for {
+		var now time.Time
 		select {
 		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
+			return
+		case now = <-t.C:
+		}
+		targets := c.targets()
+		want := make(map[string]bool, len(targets))
+		for _, a := range targets {
+			want[a] = true
+		}
+		// Calls that waited too long fail; a connection that broke goes,
+		// and so does an idle one to an address no longer targeted.
+		for addr, cn := range conns {
+			cn.expire(now)
+			if err := cn.failed(); err != nil {
+				drop(addr, now, err)
+			} else if !want[addr] && cn.idle() {
+				cn.close(false)
+				delete(conns, addr)
+			}
+		}
+		for addr, at := range down {
+			if !want[addr] || now.After(at) {
+				delete(down, addr)
+			}
+		}
+		if len(targets) == 0 {
+			if started {
+				c.result("", "", errors.New("no provider known"))
+			}
+			continue
+		}
+		started = true
+		// The next address in turn that has a connection or may be dialed.
+		var cn *rpcConn
+		var addr string
+		for i := 0; i < len(targets) && cn == nil; i++ {
+			rr++
+			addr = targets[rr%uint64(len(targets))]
+			if cn = conns[addr]; cn != nil {
+				break
+			}
+			if _, ok := down[addr]; ok {
+				continue
+			}
+			var err error
+			if cn, err = c.dial(ctx, addr); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				down[addr] = now.Add(redialAfter)
+				c.connError(err)
+				continue
+			}
+			conns[addr] = cn
+		}
+		if cn == nil {
+			continue // every address failed just now: dialed again soon
+		}
+		seq++
+		if err := cn.call(now, seq); err != nil {
+			drop(addr, now, err)
 		}
 	}
 }
 
-// session runs one connection until it fails or ctx ends.
-func (c *caller) session(ctx context.Context, seq *uint64) error {
+// rpcConn is one pipelined connection of a caller: requests go out as the
+// caller ticks, a goroutine reads the answers.
+type rpcConn struct {
+	c     *caller
+	conn  net.Conn
+	proto rpcProtocol
+
+	mu      sync.Mutex // guards pending, id, out and writes to conn
+	pending map[uint32]time.Time
+	id      uint32
+	out     []byte
+
+	done chan struct{} // closed when the reader ends
+	err  error         // why it ended (set before done is closed)
+}
+
+func (c *caller) dial(ctx context.Context, addr string) (*rpcConn, error) {
 	d := net.Dialer{Timeout: time.Second}
-	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c.mu.Lock()
 	c.st.Connects++
 	c.mu.Unlock()
-	proto := c.mk()
+	cn := &rpcConn{c: c, conn: conn, proto: c.mk(), pending: map[uint32]time.Time{}, done: make(chan struct{})}
+	go cn.read()
+	return cn, nil
+}
 
-	var (
-		mu      sync.Mutex // guards pending and writes to conn
-		pending = map[uint32]time.Time{}
-	)
-	write := func(b []byte) error {
-		_ = conn.SetWriteDeadline(time.Now().Add(callGiveUp))
-		_, err := conn.Write(b)
+func (cn *rpcConn) read() {
+	defer close(cn.done)
+	err := frameLoop(cn.conn, func(b []byte) (int, error) {
+		n, r, err := cn.proto.decode(b)
+		if err != nil {
+			return n, err
+		}
+		if r.answer != nil {
+			cn.mu.Lock()
+			err = cn.write(r.answer)
+			cn.mu.Unlock()
+			return n, err
+		}
+		if !r.response {
+			return n, nil
+		}
+		cn.mu.Lock()
+		_, ok := cn.pending[r.id]
+		delete(cn.pending, r.id)
+		cn.mu.Unlock()
+		if ok { // else: a late answer to a call already counted as failed
+			cn.c.result(r.text, r.by, r.err)
+		}
+		return n, nil
+	}, nil)
+	if err == nil {
+		err = errors.New("closed")
+	}
+	cn.err = err
+}
+
+// write sends b; cn.mu must be held.
+func (cn *rpcConn) write(b []byte) error {
+	_ = cn.conn.SetWriteDeadline(time.Now().Add(callGiveUp))
+	_, err := cn.conn.Write(b)
+	return err
+}
+
+// call sends call number seq.
+func (cn *rpcConn) call(now time.Time, seq uint64) error {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	cn.id++
+	var err error
+	if cn.out, err = cn.proto.appendRequest(cn.out[:0], cn.id, seq); err != nil {
 		return err
 	}
-	readDone := make(chan error, 1)
-	go func() {
-		readDone <- frameLoop(conn, func(b []byte) (int, error) {
-			n, r, err := proto.decode(b)
-			if err != nil {
-				return n, err
-			}
-			if r.answer != nil {
-				mu.Lock()
-				err = write(r.answer)
-				mu.Unlock()
-				return n, err
-			}
-			if !r.response {
-				return n, nil
-			}
-			mu.Lock()
-			_, ok := pending[r.id]
-			delete(pending, r.id)
-			mu.Unlock()
-			if ok { // else: a late answer to a call already counted as failed
-				c.result(r.text, r.err)
-			}
-			return n, nil
-		}, nil)
-	}()
-	defer func() {
-		_ = conn.Close()
-		<-readDone
-		if ctx.Err() != nil {
-			return // stopping: calls in flight are not failures
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		for range pending {
-			c.result("", errors.New("connection closed before the reply"))
-		}
-	}()
+	cn.pending[cn.id] = now
+	return cn.write(cn.out)
+}
 
-	t := time.NewTicker(time.Second / time.Duration(c.rps))
-	defer t.Stop()
-	var id uint32
-	var out []byte
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-readDone:
-			readDone <- err // for the deferred wait
-			if err == nil {
-				err = errors.New("closed")
-			}
-			return err
-		case now := <-t.C:
-			*seq++
-			id++
-			mu.Lock()
-			var late int
-			for k, at := range pending {
-				if now.Sub(at) > callGiveUp {
-					delete(pending, k)
-					late++
-				}
-			}
-			out, err = proto.appendRequest(out[:0], id, *seq)
-			if err == nil {
-				pending[id] = now
-				err = write(out)
-			}
-			mu.Unlock()
-			for ; late > 0; late-- {
-				c.result("", fmt.Errorf("no reply within %s", callGiveUp))
-			}
-			if err != nil {
-				return err
-			}
+// expire fails the calls that have had no answer within callGiveUp.
+func (cn *rpcConn) expire(now time.Time) {
+	cn.mu.Lock()
+	var late int
+	for id, at := range cn.pending {
+		if now.Sub(at) > callGiveUp {
+			delete(cn.pending, id)
+			late++
 		}
+	}
+	cn.mu.Unlock()
+	for ; late > 0; late-- {
+		cn.c.result("", "", fmt.Errorf("no reply within %s", callGiveUp))
+	}
+}
+
+// failed is why the connection ended, nil while it is up.
+func (cn *rpcConn) failed() error {
+	select {
+	case <-cn.done:
+		return cn.err
+	default:
+		return nil
+	}
+}
+
+func (cn *rpcConn) idle() bool {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	return len(cn.pending) == 0
+}
+
+// close closes the connection and waits for its reader. The calls still
+// in flight fail, unless the caller is stopping.
+func (cn *rpcConn) close(stopping bool) {
+	_ = cn.conn.Close()
+	<-cn.done
+	if stopping {
+		return
+	}
+	cn.mu.Lock()
+	n := len(cn.pending)
+	clear(cn.pending)
+	cn.mu.Unlock()
+	for ; n > 0; n-- {
+		cn.c.result("", "", errors.New("connection closed before the reply"))
 	}
 }

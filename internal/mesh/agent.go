@@ -73,6 +73,8 @@ type publication struct {
 	// Registered reports whether the registry has accepted it (false while
 	// the registry is unreachable; it is registered as soon as it is back).
 	Registered bool `json:"registered"`
+
+	done bool // replaced or unpublished: stop confirming it
 }
 
 type subKey struct{ service, protocol string }
@@ -213,6 +215,9 @@ func (a *Agent) Start() {
 	a.log.Info("mesh agent started", "sdk", a.sdk.addr(), "registry", a.cfg.Registry.Kind)
 }
 
+// DrainGrace is how long a deregistered instance keeps serving.
+func (a *Agent) DrainGrace() time.Duration { return a.cfg.drainGrace }
+
 // SDKAddr is the bound SDK API address.
 func (a *Agent) SDKAddr() string { return a.sdk.addr() }
 
@@ -306,6 +311,9 @@ func (a *Agent) Publish(ctx context.Context, service, protocol string, port int,
 		a.mu.Unlock()
 		return nil, registry.ErrClosed
 	}
+	if old := a.published[pubKey{service, protocol}]; old != nil {
+		old.done = true // this publication replaces it
+	}
 	a.published[pubKey{service, protocol}] = pub
 	err = a.applyLocked()
 	a.mu.Unlock()
@@ -315,7 +323,11 @@ func (a *Agent) Publish(ctx context.Context, service, protocol string, port int,
 	// Routes first, registration second: a consumer never learns of an
 	// instance that cannot serve yet.
 	if err := a.reg.Register(ctx, inst); err != nil {
+		if errors.Is(err, registry.ErrClosed) {
+			return nil, err // shutting down
+		}
 		a.log.Warn("registry unreachable; the instance is registered when it is back", "service", service, "err", err)
+		go a.confirm(pub)
 		return pub, nil
 	}
 	a.mu.Lock()
@@ -323,6 +335,45 @@ func (a *Agent) Publish(ctx context.Context, service, protocol string, port int,
 	a.mu.Unlock()
 	a.log.Info("published", "service", service, "protocol", protocol, "app_port", port, "registered", inst.Address)
 	return pub, nil
+}
+
+// confirm registers a publication the registry could not take at publish
+// time, retrying with back-off until it succeeds (then Registered turns
+// true) or the publication is replaced or unpublished. The backend would
+// register it on its own once the registry is back; this also tells the
+// application (GET /v1/status) when that happened.
+func (a *Agent) confirm(pub *publication) {
+	delay := 200 * time.Millisecond
+	for {
+		time.Sleep(delay)
+		delay = min(2*delay, 5*time.Second)
+		a.mu.Lock()
+		stop := a.closed || pub.done
+		a.mu.Unlock()
+		if stop {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := a.reg.Register(ctx, pub.Instance)
+		cancel()
+		if err != nil {
+			continue
+		}
+		a.mu.Lock()
+		undo := pub.done && a.published[pubKey{pub.Service, pub.Protocol}] == nil
+		if !pub.done {
+			pub.Registered = true
+		}
+		a.mu.Unlock()
+		if undo {
+			// Unpublished while we registered it: take it back.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = a.reg.Deregister(ctx, pub.Instance)
+			cancel()
+		}
+		a.log.Info("published (registry back)", "service", pub.Service, "protocol", pub.Protocol)
+		return
+	}
 }
 
 // Unpublish deregisters the instance, waits the drain grace so consumers
@@ -334,6 +385,9 @@ func (a *Agent) Unpublish(ctx context.Context, service, protocol string) error {
 	if pub == nil {
 		return fmt.Errorf("%w: %s (%s) is not published here", errBadRequest, service, protocol)
 	}
+	a.mu.Lock()
+	pub.done = true
+	a.mu.Unlock()
 	if err := a.reg.Deregister(ctx, pub.Instance); err != nil {
 		return err
 	}

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,16 +15,15 @@ import (
 	"time"
 )
 
-// freeRun finds n consecutive free loopback ports.
+// freeRun finds n consecutive free loopback ports. It looks below the
+// ephemeral port range (Linux: 32768-60999, BSDs and Windows: 49152 and
+// up), as the demo's own defaults do: there busy outgoing connections take
+// no ports, so a run is free unless something listens in it.
 func freeRun(t *testing.T, n int) int {
 	t.Helper()
-	for try := 0; try < 50; try++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		_ = ln.Close()
+	const lo, hi = 15000, 32000
+	for try := 0; try < 200; try++ {
+		base := lo + rand.IntN(hi-lo-n)
 		ok := true
 		for i := 0; i < n && ok; i++ {
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
@@ -32,7 +33,7 @@ func freeRun(t *testing.T, n int) int {
 			}
 			_ = l.Close()
 		}
-		if ok && base+n < 65535 {
+		if ok {
 			return base
 		}
 	}
@@ -43,7 +44,9 @@ func freeRun(t *testing.T, n int) int {
 // TestDemo runs `weft demo` as a user would and follows its banner: the
 // frontend answers through its sidecar and reaches a backend through the
 // backends' sidecars, the Bolt and Dubbo callers reach their providers
-// through the RPC proxy, and the admin pages show the traffic.
+// through the RPC proxy, the admin pages show the traffic, and the meshed
+// and the plain catalog consumers reach the meshed and the plain provider
+// through the embedded registry.
 func TestDemo(t *testing.T) {
 	var (
 		base, admin int
@@ -54,7 +57,7 @@ func TestDemo(t *testing.T) {
 		if base, admin, output, err = startDemo(t); err == nil {
 			break
 		}
-		// Another socket can take one of the eleven ports between
+		// Another socket can take one of the seventeen ports between
 		// freeRun and the demo's bind: then try other ports.
 		if try == 3 || !strings.Contains(err.Error(), "address already in use") {
 			t.Fatal(err)
@@ -92,13 +95,14 @@ func TestDemo(t *testing.T) {
 		t.Errorf("admin index: %d", code)
 	}
 	testDemoRPC(t, base, admin, output.String())
+	testDemoMesh(t, base, output.String())
 }
 
 // startDemo starts `weft demo` on free ports and waits for its banner; all
 // it prints goes to output.
 func startDemo(t *testing.T) (base, admin int, output *syncBuffer, err error) {
-	base = freeRun(t, 6)  // HTTP :0..2, RPC egress :3, RPC providers' sidecars :4, :5
-	admin = freeRun(t, 5) // one admin port per sidecar
+	base = freeRun(t, 10) // HTTP :0..2, RPC egress :3, RPC providers' sidecars :4, :5, mesh ingress :6, egress :7, SDK APIs :8, :9
+	admin = freeRun(t, 7) // one admin port per sidecar
 	cmd := exec.Command(weftBin, "demo", "--base-port", fmt.Sprint(base), "--admin-port", fmt.Sprint(admin), "--rps", "20", "--dir", t.TempDir())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -224,5 +228,88 @@ func testDemoRPC(t *testing.T, base, admin int, banner string) {
 		if v := stat(stats, name); v != 0 {
 			t.Errorf("%s = %d, want 0", name, v)
 		}
+	}
+}
+
+// testDemoMesh follows the registry part of the banner: /mesh on the
+// frontend shows the meshed consumer (through its sidecar) and the plain
+// consumer (direct, following the registry) calling without failures and
+// answered by both the meshed and the plain provider; the SDK APIs the
+// banner names show the publication and the subscription; the registry
+// lists both providers.
+func testDemoMesh(t *testing.T, base int, banner string) {
+	t.Helper()
+	reg := regexp.MustCompile(`embedded registry at (127\.0\.0\.1:\d+)`).FindStringSubmatch(banner)
+	if reg == nil {
+		t.Fatalf("banner lacks the registry address:\n%s", banner)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("curl http://127.0.0.1:%d/mesh", base),
+		fmt.Sprintf("curl -s http://127.0.0.1:%d/v1/status", base+8),
+		fmt.Sprintf("curl -s http://127.0.0.1:%d/v1/status", base+9),
+		"meshed->meshed, meshed->plain, plain->meshed, plain->plain",
+	} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+
+	type consumer struct {
+		OK        int            `json:"ok"`
+		Failed    int            `json:"failed"`
+		LastError string         `json:"last_error"`
+		ServedBy  map[string]int `json:"served_by"`
+		Providers []string       `json:"providers"`
+	}
+	var last string
+	waitFor(t, 5*time.Second, "both consumers answered by both providers on /mesh", func() bool {
+		code, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/mesh", base))
+		last = body
+		var got struct {
+			Registry string   `json:"registry"`
+			Meshed   consumer `json:"meshed_consumer"`
+			Plain    consumer `json:"plain_consumer"`
+		}
+		if code != 200 || json.Unmarshal([]byte(body), &got) != nil {
+			return false
+		}
+		if got.Registry != reg[1] {
+			t.Fatalf("/mesh names registry %q, the banner %q", got.Registry, reg[1])
+		}
+		done := true
+		for name, c := range map[string]consumer{"meshed": got.Meshed, "plain": got.Plain} {
+			if c.Failed != 0 {
+				t.Fatalf("the %s consumer's calls failed: %s", name, body)
+			}
+			done = done && c.OK > 0 && c.ServedBy["catalog-meshed"] > 0 && c.ServedBy["catalog-plain"] > 0
+		}
+		return done
+	})
+	t.Logf("/mesh: %s", last)
+
+	code, body := httpGet(fmt.Sprintf("http://127.0.0.1:%d/v1/status", base+8))
+	if code != 200 || !strings.Contains(body, `"registered":true`) || !strings.Contains(body, fmt.Sprintf(`"address":"127.0.0.1:%d"`, base+6)) {
+		t.Errorf("the meshed provider's sidecar publishes its ingress :%d: %d %s", base+6, code, body)
+	}
+	code, body = httpGet(fmt.Sprintf("http://127.0.0.1:%d/v1/status", base+9))
+	if code != 200 || !strings.Contains(body, fmt.Sprintf(`"address":"127.0.0.1:%d"`, base+7)) || !strings.Contains(body, `"known":true`) {
+		t.Errorf("the meshed consumer's sidecar subscribes with its egress :%d: %d %s", base+7, code, body)
+	}
+	code, body = httpGet("http://" + reg[1] + "/v1/services/com.weftmesh.demo.CatalogService")
+	var svc struct {
+		Instances []struct {
+			Address  string            `json:"address"`
+			Metadata map[string]string `json:"metadata"`
+		} `json:"instances"`
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &svc) != nil || len(svc.Instances) != 2 {
+		t.Fatalf("the registry's catalog providers: %d %s", code, body)
+	}
+	apps := map[string]string{}
+	for _, in := range svc.Instances {
+		apps[in.Metadata["app"]] = in.Address + " meshed=" + in.Metadata["meshed"]
+	}
+	if apps["catalog-meshed"] != fmt.Sprintf("127.0.0.1:%d meshed=true", base+6) || !strings.HasSuffix(apps["catalog-plain"], " meshed=") {
+		t.Errorf("the registry's catalog providers: %v", apps)
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -70,6 +71,17 @@ type meshSidecar struct {
 
 func startMeshSidecar(t *testing.T, registryAddr string) *meshSidecar {
 	t.Helper()
+	return startMeshSidecarWith(t, M{"kind": "embedded", "address": registryAddr, "ttl": "2s"})
+}
+
+// startMeshSidecarWith is startMeshSidecar with registry as the agent's
+// registry config ({kind: zookeeper, servers: [...]}...).
+func startMeshSidecarWith(t *testing.T, registry M) *meshSidecar {
+	t.Helper()
+	reg, err := json.Marshal(registry) // JSON is YAML
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln := freeListener(t)
 	sdkAddr := ln.Addr().String()
 	_ = ln.Close()
@@ -84,19 +96,26 @@ bootstrap_extensions:
       sdk_address: %s
       advertise_ip: 127.0.0.1
       drain_grace: 1s
-      registry: {kind: embedded, address: %s, ttl: 2s}
+      registry: %s
       ingress: {bolt: "127.0.0.1:0", dubbo: "127.0.0.1:0"}
       egress: {bolt: "127.0.0.1:0", dubbo: "127.0.0.1:0"}
       metadata: {zone: z1}
-`, sdkAddr, registryAddr)
+`, sdkAddr, reg)
 	w := startWeft(t, cfg)
 	return &meshSidecar{w: w, sdk: sdk.New(sdkAddr), sdkAddr: sdkAddr}
 }
 
 func waitInstances(t *testing.T, c *sdk.Client, service, protocol string, n int) *sdk.Subscription {
 	t.Helper()
+	return waitInstancesWithin(t, 10*time.Second, c, service, protocol, n)
+}
+
+// waitInstancesWithin subscribes until the subscription has n instances,
+// for at most d.
+func waitInstancesWithin(t *testing.T, d time.Duration, c *sdk.Client, service, protocol string, n int) *sdk.Subscription {
+	t.Helper()
 	var last *sdk.Subscription
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		s, err := c.Subscribe(ctx, service, protocol)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,15 +15,16 @@ import (
 
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/registry/registrytest"
+	"github.com/weftmesh/weft/internal/registry/registrytest/servers"
 )
 
 // suiteTTL is the lease TTL of the conformance suite's clients (etcd's
 // minimum with its default election timeout).
 const suiteTTL = 2 * time.Second
 
-func newClient(t *testing.T, s *etcdServer, ttl time.Duration) *Registry {
+func newClient(t *testing.T, s *servers.Etcd, ttl time.Duration) *Registry {
 	t.Helper()
-	r, err := New(context.Background(), Options{Endpoints: []string{s.clientURL}, TTL: ttl, Logger: testLogger(t)})
+	r, err := New(context.Background(), Options{Endpoints: []string{s.Endpoint()}, TTL: ttl, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,10 +32,18 @@ func newClient(t *testing.T, s *etcdServer, ttl time.Duration) *Registry {
 	return r
 }
 
-// rawClient is a plain etcd client, to look behind the registry's back.
-func rawClient(t *testing.T, s *etcdServer) *clientv3.Client {
+// mustStart starts s again (on its ports, with its data).
+func mustStart(t *testing.T, s *servers.Etcd) {
 	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.clientURL}, DialTimeout: 3 * time.Second, Logger: zap.NewNop()})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rawClient is a plain etcd client, to look behind the registry's back.
+func rawClient(t *testing.T, s *servers.Etcd) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint()}, DialTimeout: 3 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,14 +53,14 @@ func rawClient(t *testing.T, s *etcdServer) *clientv3.Client {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	s := startEtcd(t)
+	s := servers.StartEtcd(t)
 	registrytest.Run(t, registrytest.Backend{
 		New:    func(t *testing.T) registry.Registry { return newClient(t, s, suiteTTL) },
 		Crash:  func(t *testing.T, r registry.Registry) { r.(*Registry).crashForTest() },
 		Expiry: suiteTTL + 2*time.Second,
 		Outage: func(t *testing.T) func() {
-			s.stop(t)
-			return func() { s.start(t) }
+			s.Stop()
+			return func() { mustStart(t, s) }
 		},
 	})
 }
@@ -134,7 +145,7 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 // hide the good ones.
 func TestGarbageIgnored(t *testing.T) {
 	t.Parallel()
-	s := startEtcd(t)
+	s := servers.StartEtcd(t)
 	raw := rawClient(t, s)
 	r := newClient(t, s, 5*time.Second)
 	svc := "com.weft.Garbage"
@@ -196,7 +207,7 @@ func TestGarbageIgnored(t *testing.T) {
 // what it was asked to register meanwhile.
 func TestEtcdDownAtNew(t *testing.T) {
 	t.Parallel()
-	s := newEtcd(t) // not started
+	s := servers.PrepareEtcd(t) // not started
 	start := time.Now()
 	r := newClient(t, s, suiteTTL)
 	if d := time.Since(start); d > time.Second {
@@ -215,7 +226,7 @@ func TestEtcdDownAtNew(t *testing.T) {
 		t.Fatalf("Watch reported %v with etcd down", all)
 	}
 
-	s.start(t)
+	mustStart(t, s)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		err := r.Register(ctxT(t, 5*time.Second), i2)
@@ -235,7 +246,7 @@ func TestEtcdDownAtNew(t *testing.T) {
 // not after the TTL.
 func TestCloseRevokes(t *testing.T) {
 	t.Parallel()
-	s := startEtcd(t)
+	s := servers.StartEtcd(t)
 	const ttl = 60 * time.Second
 	a, c := newClient(t, s, ttl), newClient(t, s, ttl)
 	svc := "com.weft.Close"
@@ -277,7 +288,7 @@ func TestCloseRevokes(t *testing.T) {
 // Close ends the client's watches with ErrClosed.
 func TestCloseEndsWatch(t *testing.T) {
 	t.Parallel()
-	s := startEtcd(t)
+	s := servers.StartEtcd(t)
 	r := newClient(t, s, suiteTTL)
 	w := record(t, context.Background(), r, "com.weft.Closing")
 	w.waitFor(t, 5*time.Second, "the empty list", is())
@@ -298,7 +309,7 @@ func TestCloseEndsWatch(t *testing.T) {
 // outage) is replaced and everything registered is put again.
 func TestLeaseLostReregisters(t *testing.T) {
 	t.Parallel()
-	s := startEtcd(t)
+	s := servers.StartEtcd(t)
 	raw := rawClient(t, s)
 	a, c := newClient(t, s, 3*time.Second), newClient(t, s, suiteTTL)
 	svc := "com.weft.Relet"
@@ -334,7 +345,7 @@ func TestLeaseLostReregisters(t *testing.T) {
 // (the key under the other client's lease).
 func TestDeregisterOnlyOwn(t *testing.T) {
 	t.Parallel()
-	s := startEtcd(t)
+	s := servers.StartEtcd(t)
 	a, b, c := newClient(t, s, suiteTTL), newClient(t, s, suiteTTL), newClient(t, s, suiteTTL)
 	svc := "com.weft.Own"
 	i := inst(svc, "127.0.0.1:1", "by", "a")
@@ -391,7 +402,7 @@ func TestOptions(t *testing.T) {
 // proves nothing until that lease has expired too.
 func TestOutageReregisters(t *testing.T) {
 	t.Parallel()
-	s := startEtcd(t)
+	s := servers.StartEtcd(t)
 	raw := rawClient(t, s)
 	a, c := newClient(t, s, suiteTTL), newClient(t, s, suiteTTL)
 	svc := "com.weft.Outage"
@@ -411,12 +422,12 @@ func TestOutageReregisters(t *testing.T) {
 	old := resp.Kvs[0].Lease
 
 	before := len(w.all())
-	s.stop(t)
+	s.Stop()
 	time.Sleep(suiteTTL + 2*time.Second)
 	if n := len(w.all()); n != before {
 		t.Fatalf("the watcher was called during the outage: %v", w.all())
 	}
-	s.start(t)
+	mustStart(t, s)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := raw.Get(ctxT(t, 5*time.Second), k)
@@ -434,4 +445,42 @@ func TestOutageReregisters(t *testing.T) {
 	if resp, err := raw.Get(ctxT(t, 5*time.Second), k); err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("%s gone: %v %v", k, resp, err)
 	}
+}
+
+// lockedBuffer collects output written from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = append([]string{fmt.Sprintf("... (%d lines before)", len(lines)-n)}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// testLogger collects the client's log, shown when the test fails.
+func testLogger(t *testing.T) *slog.Logger {
+	buf := &lockedBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("client log:\n%s", tail(buf.String(), 150))
+		}
+	})
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/registry/registrytest"
+	"github.com/weftmesh/weft/internal/registry/registrytest/servers"
 )
 
 const testSession = 2 * time.Second
@@ -48,18 +49,18 @@ func newClient(t *testing.T, addr string) *Registry {
 func TestConformance(t *testing.T) {
 	srv := sharedServer(t)
 	registrytest.Run(t, registrytest.Backend{
-		New: func(t *testing.T) registry.Registry { return newClient(t, srv.addr()) },
+		New: func(t *testing.T) registry.Registry { return newClient(t, srv.Addr()) },
 		Crash: func(t *testing.T, r registry.Registry) {
 			r.(*Registry).cut(true)
 		},
 		// The server expires a session within a tick after its timeout.
 		Expiry: testSession + 2*time.Second,
 		Outage: func(t *testing.T) func() {
-			srv.stop()
+			srv.Stop()
 			var once sync.Once
 			restart := func() {
 				once.Do(func() {
-					if err := srv.start(); err != nil {
+					if err := srv.Start(); err != nil {
 						t.Fatal(err)
 					}
 				})
@@ -73,7 +74,7 @@ func TestConformance(t *testing.T) {
 // rawClient is a plain ZooKeeper client, as a Dubbo application would use.
 func rawClient(t *testing.T, addr string) *zk.Conn {
 	t.Helper()
-	c, _, err := zk.Connect([]string{addr}, 4*time.Second, zk.WithLogger(quiet{}), zk.WithLogInfo(false))
+	c, _, err := zk.Connect([]string{addr}, 4*time.Second, zk.WithLogger(servers.Quiet{}), zk.WithLogInfo(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func ctx5(t *testing.T) context.Context {
 // parameters; its going away too.
 func TestDubboProviderSeen(t *testing.T) {
 	srv := sharedServer(t)
-	raw := rawClient(t, srv.addr())
+	raw := rawClient(t, srv.Addr())
 	for _, svc := range []string{uniq("EchoService"), uniq("Outer$Inner")} {
 		t.Run(svc, func(t *testing.T) {
 			// Dubbo names the directory URL.encode(interface): "$" is %24.
@@ -173,7 +174,7 @@ func TestDubboProviderSeen(t *testing.T) {
 			if _, err := raw.Create(dir+"/"+url.QueryEscape(u), nil, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
 				t.Fatal(err)
 			}
-			c := newClient(t, srv.addr())
+			c := newClient(t, srv.Addr())
 			w := startWatch(t, c, svc)
 			l := w.waitFor(t, 5*time.Second, "the Dubbo provider", func(l []registry.Instance) bool { return len(l) == 1 })
 			got := l[0]
@@ -205,8 +206,8 @@ func TestDubboProviderSeen(t *testing.T) {
 // consumer accepts as a provider URL.
 func TestWeftInstanceIsDubboURL(t *testing.T) {
 	srv := sharedServer(t)
-	raw := rawClient(t, srv.addr())
-	r := newClient(t, srv.addr())
+	raw := rawClient(t, srv.Addr())
+	r := newClient(t, srv.Addr())
 	for _, tc := range []struct {
 		protocol string
 		md       map[string]string
@@ -296,7 +297,7 @@ func TestWeftInstanceIsDubboURL(t *testing.T) {
 // not empty the list.
 func TestGarbageSkipped(t *testing.T) {
 	srv := sharedServer(t)
-	raw := rawClient(t, srv.addr())
+	raw := rawClient(t, srv.Addr())
 	svc := uniq("Garbage")
 	dir := "/dubbo/" + svc + "/providers"
 	mkdirs(t, raw, dir)
@@ -322,7 +323,7 @@ func TestGarbageSkipped(t *testing.T) {
 	} {
 		create(name)
 	}
-	c := newClient(t, srv.addr())
+	c := newClient(t, srv.Addr())
 	w := startWatch(t, c, svc)
 	l := w.waitFor(t, 5*time.Second, "the one provider", func(l []registry.Instance) bool { return len(l) == 1 })
 	if l[0].Address != "127.0.0.1:20880" || l[0].Metadata["version"] != "1" {
@@ -342,19 +343,9 @@ func TestGarbageSkipped(t *testing.T) {
 // remembered; once the server is up, the instance is registered, a later
 // Register succeeds, and watchers see both.
 func TestDownAtStart(t *testing.T) {
-	sharedServer(t) // skip or fail as the others do without ZooKeeper
-	srv, err := newZKServer(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.remove()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("zookeeper %s log (tail):\n%s", srv.addr(), srv.log.tail(32<<10))
-		}
-	})
-	a := newClient(t, srv.addr())
-	c := newClient(t, srv.addr())
+	srv := servers.PrepareZooKeeper(t) // not started
+	a := newClient(t, srv.Addr())
+	c := newClient(t, srv.Addr())
 	svc := uniq("Late")
 	w := startWatch(t, c, svc)
 	i1 := registry.Instance{Service: svc, Address: "127.0.0.1:20001", Protocol: "dubbo"}
@@ -367,7 +358,7 @@ func TestDownAtStart(t *testing.T) {
 	if n := w.calls(); n != 0 {
 		t.Fatalf("watcher called %d times without ZooKeeper", n)
 	}
-	if err := srv.start(); err != nil {
+	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	w.waitFor(t, 15*time.Second, "the remembered instance", func(l []registry.Instance) bool {
@@ -392,7 +383,7 @@ func TestDownAtStart(t *testing.T) {
 // cut off, Register fails and its watches stay silent.
 func TestSessionExpiryReregisters(t *testing.T) {
 	srv := sharedServer(t)
-	a, c := newClient(t, srv.addr()), newClient(t, srv.addr())
+	a, c := newClient(t, srv.Addr()), newClient(t, srv.Addr())
 	svc := uniq("Expire")
 	i1 := registry.Instance{Service: svc, Address: "127.0.0.1:20001", Protocol: "dubbo", Metadata: map[string]string{"version": "1"}}
 	i2 := registry.Instance{Service: svc, Address: "127.0.0.1:20002", Protocol: "dubbo"}
@@ -409,7 +400,7 @@ func TestSessionExpiryReregisters(t *testing.T) {
 	w.waitFor(t, testSession+5*time.Second, "the expiry", func(l []registry.Instance) bool { return len(l) == 0 })
 	// Someone tidies up the empty directories meanwhile: they are made
 	// again, and c's watch follows the providers node going and coming.
-	raw := rawClient(t, srv.addr())
+	raw := rawClient(t, srv.Addr())
 	for _, p := range []string{"/dubbo/" + svc + "/providers", "/dubbo/" + svc} {
 		if err := raw.Delete(p, -1); err != nil {
 			t.Fatalf("delete %s: %v", p, err)
@@ -446,7 +437,7 @@ func TestSessionExpiryReregisters(t *testing.T) {
 // watchers never see it twice or not at all.
 func TestUpdateIsAtomic(t *testing.T) {
 	srv := sharedServer(t)
-	a, c := newClient(t, srv.addr()), newClient(t, srv.addr())
+	a, c := newClient(t, srv.Addr()), newClient(t, srv.Addr())
 	svc := uniq("Update")
 	w := startWatch(t, c, svc)
 	inst := registry.Instance{Service: svc, Address: "127.0.0.1:20001", Protocol: "dubbo"}
@@ -473,7 +464,7 @@ func TestUpdateIsAtomic(t *testing.T) {
 			t.Errorf("timestamp changed on update: %s -> %s", ts, l[0].Metadata["timestamp"])
 		}
 	}
-	raw := rawClient(t, srv.addr())
+	raw := rawClient(t, srv.Addr())
 	if names, _, err := raw.Children("/dubbo/" + svc + "/providers"); err != nil || len(names) != 1 {
 		t.Errorf("nodes: %v %v", names, err)
 	}
@@ -485,7 +476,7 @@ func TestUpdateIsAtomic(t *testing.T) {
 
 func TestClosed(t *testing.T) {
 	srv := sharedServer(t)
-	a := newClient(t, srv.addr())
+	a := newClient(t, srv.Addr())
 	svc := uniq("Closed")
 	w := startWatch(t, a, svc)
 	w.waitFor(t, 5*time.Second, "the first list", func(l []registry.Instance) bool { return len(l) == 0 })
