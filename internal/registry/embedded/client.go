@@ -88,8 +88,8 @@ func New(o Options) *Registry {
 	}
 	if r.hc == nil {
 		r.own = &http.Transport{
-			Proxy:               nil, // loopback: never through a proxy
-			DialContext:         (&net.Dialer{Timeout: callTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			Proxy:       nil, // loopback: never through a proxy
+			DialContext: (&net.Dialer{Timeout: callTimeout, KeepAlive: 30 * time.Second}).DialContext,
 			// One long poll per watched service: keep as many idle
 			// connections as there can be polls, or every burst of
 			// answers re-dials (measured: 7,379 dials for one publish).
