@@ -48,6 +48,10 @@ func layer(path string) int {
 	switch {
 	case rel == "api" || strings.HasPrefix(rel, "api/"):
 		return 0
+	case rel == "sdk" || strings.HasPrefix(rel, "sdk/"):
+		// The applications' client of the sidecar API: it stands alone
+		// (standard library only), so everything may use it.
+		return 0
 	case strings.HasPrefix(rel, "internal/"):
 		return 1
 	case strings.HasPrefix(rel, "extensions/"):
