@@ -45,7 +45,10 @@ func newSDKServer(a *Agent, address string) (*sdkServer, error) {
 
 func (s *sdkServer) start()       { go func() { _ = s.srv.Serve(s.ln) }() }
 func (s *sdkServer) addr() string { return s.ln.Addr().String() }
-func (s *sdkServer) close()       { _ = s.srv.Close() }
+func (s *sdkServer) close() {
+	_ = s.srv.Close()
+	_ = s.ln.Close() // Close alone misses a listener Serve never took
+}
 
 // PublishRequest is the body of POST /v1/publish.
 type PublishRequest struct {
