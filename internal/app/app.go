@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sort"
 	"sync"
 	"time"
 
@@ -113,7 +114,7 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 			LogLevel:   opts.LogLevel,
 			Logger:     a.log,
 			ConfigDump: a.configDump,
-			Clusters:   func() any { return a.clusters.Snapshot() },
+			Clusters:   a.clusterStatus,
 			Listeners:  a.listenerInfo,
 			Ready:      a.ready,
 		})
@@ -328,6 +329,27 @@ func (a *App) listenerInfo() []admin.ListenerInfo {
 	out := make([]admin.ListenerInfo, 0, len(a.listeners))
 	for _, l := range a.listeners {
 		out = append(out, admin.ListenerInfo{Name: l.Name(), Address: l.Addr().String()})
+	}
+	if a.mesh != nil {
+		addrs := a.mesh.ListenerAddrs()
+		names := make([]string, 0, len(addrs))
+		for n := range addrs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			out = append(out, admin.ListenerInfo{Name: n, Address: addrs[n]})
+		}
+	}
+	return out
+}
+
+// clusterStatus is the admin /clusters content: the static clusters, then
+// the mesh agent's.
+func (a *App) clusterStatus() any {
+	out := a.clusters.Snapshot()
+	if a.mesh != nil {
+		out = append(out, a.mesh.Clusters()...)
 	}
 	return out
 }

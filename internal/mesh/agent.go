@@ -591,3 +591,40 @@ func cla(name string, list []registry.Instance) *endpointv3.ClusterLoadAssignmen
 	}
 	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}}}
 }
+
+// ListenerAddrs names the agent's listeners ("mesh_ingress_bolt"...) with
+// their bound addresses, for the admin /listeners page.
+func (a *Agent) ListenerAddrs() map[string]string {
+	out := map[string]string{}
+	for _, m := range []map[string]*side{a.ingress, a.egress} {
+		for _, s := range m {
+			out[s.ln.Name()] = s.addr
+		}
+	}
+	return out
+}
+
+// Clusters is the status of every agent cluster (one per service and
+// side), named "<listener>/<service>", for the admin /clusters page.
+func (a *Agent) Clusters() []upstream.ClusterStatus {
+	var out []upstream.ClusterStatus
+	for _, m := range []map[string]*side{a.ingress, a.egress} {
+		for _, proto := range sortedSides(m) {
+			s := m[proto]
+			for _, c := range s.cm.Snapshot() {
+				c.Name = s.ln.Name() + "/" + c.Name
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+func sortedSides(m map[string]*side) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

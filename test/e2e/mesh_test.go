@@ -167,6 +167,14 @@ func TestMeshPublishSubscribe(t *testing.T) {
 				t.Fatalf("call through both sidecars: status %d body %q headers %v", r.Status, r.Body, r.Headers)
 			}
 
+			// The admin pages show the agent's listeners and clusters.
+			if got := consSide.w.Listener("mesh_egress_" + string(p)); got != sub.Address {
+				t.Errorf("/listeners: mesh_egress_%s at %q, want %q", p, got, sub.Address)
+			}
+			if code, body := consSide.w.Admin("/clusters?format=json"); code != 200 || !strings.Contains(body, "mesh_egress_"+string(p)+"/"+service) {
+				t.Errorf("/clusters does not show the subscription's cluster: %d %.300s", code, body)
+			}
+
 			// Unpublish: the consumer's sidecar loses the endpoint; calls get
 			// the protocol's "no provider" answer, not a hang.
 			if err := provSide.sdk.Unpublish(ctx, service, string(p)); err != nil {
