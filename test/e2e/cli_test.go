@@ -96,3 +96,28 @@ admin: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}
 		t.Fatalf("weft start with the admin port taken: exit %d after %v, output:\n%s", code, time.Since(start), out)
 	}
 }
+
+// TestValidateMeshAgent: `weft validate` checks the mesh agent's config
+// with field paths, and refuses unknown bootstrap extensions by name.
+func TestValidateMeshAgent(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tc := range []struct{ ext, want string }{
+		{`{name: weft.bootstrap.mesh_agent, typed_config: {"@type": type.googleapis.com/xds.type.v3.TypedStruct, type_url: type.weftmesh.io/weft.bootstrap.mesh_agent.v1.MeshAgent, value: {registry: {kind: consul}, egress: {bolt: "127.0.0.1:0"}}}}`,
+			`bootstrap_extensions[0].typed_config.registry.kind: unknown registry "consul"`},
+		{`{name: weft.bootstrap.mesh_agent, typed_config: {"@type": type.googleapis.com/xds.type.v3.TypedStruct, type_url: type.weftmesh.io/weft.bootstrap.mesh_agent.v1.MeshAgent, value: {registry: {address: "127.0.0.1:1"}, egress: {thrift: "127.0.0.1:0"}}}}`,
+			`egress.thrift: unknown protocol "thrift"`},
+		{`{name: acme.bootstrap.thing, typed_config: {"@type": type.googleapis.com/acme.Thing, x: 1}}`,
+			`unknown extension "acme.bootstrap.thing"`},
+	} {
+		path := filepath.Join(dir, "weft.yaml")
+		cfg := "admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}\nbootstrap_extensions:\n- " + tc.ext + "\n"
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, code := runWeft(t, "validate", "-c", path)
+		if code == 0 || !strings.Contains(out, tc.want) {
+			t.Errorf("validate %s: exit %d, output:\n%s\nwant %q", tc.ext, code, out, tc.want)
+		}
+	}
+}
