@@ -24,6 +24,7 @@ type rpcStream struct {
 	start time.Time
 
 	route    *router.Route
+	rs       *stats.RouteStats // the route's stats, looked up once
 	cluster  string
 	host     api.Host
 	status   int // HTTP-like status of the response, 0 for none
@@ -165,6 +166,7 @@ func (s *rpcStream) run() {
 	s.route = rt
 	s.mstats = sc.p.ms.get(sc.codec.Name(), svc, method)
 	rs := sc.p.routeStats(rt)
+	s.rs = rs
 	rs.Requests.Inc()
 	if rt.DirectResponse != nil {
 		s.localReply(rt.DirectResponse.Status, rt.DirectResponse.Body)
@@ -300,7 +302,7 @@ func (s *rpcStream) retry(cl api.Cluster, rt *router.Route, try int, deadline ti
 		return false
 	}
 	defer cl.Release(api.ResRetries)
-	s.sc.p.routeStats(rt).Retries.Inc()
+	s.rs.Retries.Inc()
 	cl.Stats().UpstreamRetries.Inc()
 	p := rt.RetryPolicy
 	base, maxB := p.BackOffBase, p.BackOffMax
@@ -467,8 +469,8 @@ func (s *rpcStream) fail(cl api.Cluster, o outcome) {
 		s.flags.Add(api.FlagUpstreamRequestTimeout)
 		s.sc.p.cfg.Stats.DownstreamRqTimeout.Inc()
 		cl.Stats().UpstreamRequestTimeout.Inc()
-		if s.route != nil {
-			s.sc.p.routeStats(s.route).Timeouts.Inc()
+		if s.rs != nil {
+			s.rs.Timeouts.Inc()
 		}
 		s.localReply(504, "upstream request timeout")
 	case failDownstream:
@@ -499,7 +501,7 @@ func (s *rpcStream) finish() {
 		}
 	}
 	if s.route != nil {
-		rs := p.routeStats(s.route)
+		rs := s.rs
 		rs.RecordResponse(s.status)
 		rs.Latency.Observe(d)
 		if s.cluster != "" && s.host != nil {
