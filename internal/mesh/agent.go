@@ -592,10 +592,11 @@ func cla(name string, list []registry.Instance) *endpointv3.ClusterLoadAssignmen
 	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}}}
 }
 
-// ListenerAddrs names the agent's listeners ("mesh_ingress_bolt"...) with
-// their bound addresses, for the admin /listeners page.
+// ListenerAddrs names the agent's listeners ("mesh_ingress_bolt"...,
+// and "mesh_sdk" for the local API) with their bound addresses, for the
+// admin /listeners page.
 func (a *Agent) ListenerAddrs() map[string]string {
-	out := map[string]string{}
+	out := map[string]string{"mesh_sdk": a.sdk.addr()}
 	for _, m := range []map[string]*side{a.ingress, a.egress} {
 		for _, s := range m {
 			out[s.ln.Name()] = s.addr

@@ -82,9 +82,6 @@ func startMeshSidecarWith(t *testing.T, registry M) *meshSidecar {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := freeListener(t)
-	sdkAddr := ln.Addr().String()
-	_ = ln.Close()
 	cfg := fmt.Sprintf(`
 admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}
 bootstrap_extensions:
@@ -93,15 +90,18 @@ bootstrap_extensions:
     "@type": type.googleapis.com/xds.type.v3.TypedStruct
     type_url: type.weftmesh.io/weft.bootstrap.mesh_agent.v1.MeshAgent
     value:
-      sdk_address: %s
+      sdk_address: "127.0.0.1:0"
       advertise_ip: 127.0.0.1
       drain_grace: 1s
       registry: %s
       ingress: {bolt: "127.0.0.1:0", dubbo: "127.0.0.1:0"}
       egress: {bolt: "127.0.0.1:0", dubbo: "127.0.0.1:0"}
       metadata: {zone: z1}
-`, sdkAddr, reg)
+`, reg)
 	w := startWeft(t, cfg)
+	// Port 0 everywhere (a port picked in advance can be taken by a
+	// parallel test): /listeners tells where the SDK API is.
+	sdkAddr := w.Listener("mesh_sdk")
 	return &meshSidecar{w: w, sdk: sdk.New(sdkAddr), sdkAddr: sdkAddr}
 }
 
