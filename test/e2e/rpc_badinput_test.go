@@ -237,14 +237,14 @@ func TestRPCClientNeverReads(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := uint64(1); ; i++ {
-			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 			if _, err := c.Write(rpcpeer.EncodeRequest(rpcpeer.Bolt, i, big)); err != nil {
 				return
 			}
 			sent.Add(1)
 		}
 	}()
-	waitFor(t, 15*time.Second, "weft to drop the client that never reads", func() bool {
+	waitFor(t, 30*time.Second, "weft to drop the client that never reads", func() bool {
 		return w.metricValue("weft_rpc_downstream_cx_slow_reader_total", "stat_prefix=rpc") >= 1
 	})
 	_ = c.Close()
