@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/network"
 	"github.com/weftmesh/weft/internal/stats"
 )
 
@@ -235,6 +236,9 @@ func (c *muxConn) dial(ctx context.Context) {
 	}
 	c.w = batchWriter{nc: nc, timeout: c.p.cfg.WriteTimeout, max: c.p.cfg.MaxWriteBacklog, refuse: true,
 		onErr: func(err error) { c.close(err) }}
+	// A provider that stops taking requests fails the connection (its
+	// requests get error replies) instead of holding them unsent.
+	_ = network.SetUserTimeout(nc, c.p.cfg.WriteTimeout)
 	c.stop = make(chan struct{})
 	c.lastRead.Store(time.Now().UnixNano())
 	go c.readLoop()

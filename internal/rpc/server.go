@@ -98,17 +98,29 @@ func newServerConn(p *Proxy, codec api.Codec, nc net.Conn) *serverConn {
 		frame: p.frames[codec.Name()]}
 	sc.w = batchWriter{nc: nc, timeout: p.cfg.WriteTimeout, max: p.cfg.MaxWriteBacklog,
 		onBytes: &p.cfg.Stats.DownstreamCxTxBytes, onErr: sc.writeFailed}
+	// The write timeout also bounds how long answers may sit unacknowledged
+	// in the kernel: writes that fit in the send buffer never block, so
+	// without this a client that stopped reading goes unnoticed.
+	if err := network.SetUserTimeout(nc, p.cfg.WriteTimeout); err != nil {
+		p.cfg.Log.Debug("rpc: TCP_USER_TIMEOUT not set", "err", err)
+	}
 	return sc
 }
 
 // writeFailed closes a connection whose client does not read (or is gone).
 func (sc *serverConn) writeFailed(err error) {
 	if errors.Is(err, errBacklog) || network.IsTimeout(err) {
-		sc.p.cfg.Stats.DownstreamCxSlowReader.Inc()
-		sc.p.cfg.Log.Warn("rpc: closing a connection whose client does not read its responses",
-			"remote", sc.nc.RemoteAddr().String(), "err", err)
+		sc.slowReader(err)
 	}
 	sc.shut()
+}
+
+// slowReader counts and logs a connection closed because its client does
+// not take its responses.
+func (sc *serverConn) slowReader(err error) {
+	sc.p.cfg.Stats.DownstreamCxSlowReader.Inc()
+	sc.p.cfg.Log.Warn("rpc: closing a connection whose client does not read its responses",
+		"remote", sc.nc.RemoteAddr().String(), "err", err)
 }
 
 // shut closes the connection once; streams in flight see done.
@@ -193,7 +205,12 @@ func (sc *serverConn) readLoop() error {
 			if sc.draining.Load() {
 				return nil
 			}
-			if network.IsTimeout(err) && n == 0 {
+			if network.IsPeerTimeout(err) && n == 0 {
+				// TCP_USER_TIMEOUT: our answers sat unacknowledged.
+				sc.slowReader(err)
+				return err
+			}
+			if network.IsDeadline(err) && n == 0 {
 				if len(sc.sem) > 0 {
 					continue // busy, not idle: requests in flight
 				}
