@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/internal/accesslog"
@@ -23,7 +25,9 @@ import (
 	"github.com/weftmesh/weft/internal/listener"
 	"github.com/weftmesh/weft/internal/mesh"
 	"github.com/weftmesh/weft/internal/stats"
+	"github.com/weftmesh/weft/internal/stream"
 	"github.com/weftmesh/weft/internal/upstream"
+	"github.com/weftmesh/weft/internal/xds"
 )
 
 // DefaultDrainTimeout is how long a shutdown waits for in-flight requests.
@@ -54,6 +58,11 @@ type App struct {
 	listeners []*listener.Listener
 	admin     *admin.Server
 	mesh      *mesh.Agent
+	dyn       *dynamic // nil without dynamic_resources
+	// staticRoutes are the RDS route configs static listeners name.
+	staticRoutes []string
+	ctx          context.Context // ends at shutdown
+	cancel       context.CancelFunc
 
 	mu       sync.Mutex
 	draining bool
@@ -72,6 +81,7 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 		opts.DrainTimeout = DefaultDrainTimeout
 	}
 	a := &App{opts: opts, boot: b, log: opts.Logger, store: stats.NewStore(), bufs: http1.NewBufPool(8 << 10), logs: accesslog.NewSet()}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			a.closeAll()
@@ -81,14 +91,22 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 	if err := a.clusters.Update(b.GetStaticResources().GetClusters()); err != nil {
 		return nil, err
 	}
+	xcfg, err := xds.FromBootstrap(b)
+	if err != nil {
+		return nil, err
+	}
+	if xcfg != nil {
+		a.dyn = newDynamic(a, xcfg)
+	}
 	known := map[string]bool{}
 	for _, c := range b.GetStaticResources().GetClusters() {
 		known[c.GetName()] = true
 	}
-	specs, err := buildListeners(b.GetStaticResources().GetListeners(), known, a)
+	specs, routes, err := buildListeners(b.GetStaticResources().GetListeners(), known, a)
 	if err != nil {
 		return nil, err
 	}
+	a.staticRoutes = routes
 	for _, sp := range specs {
 		ln, err := listener.Listen(sp)
 		if err != nil {
@@ -143,12 +161,19 @@ func Check(b *bootstrapv3.Bootstrap) (warnings []string, err error) {
 	if _, err := meshConfig(b); err != nil {
 		errs.AddErr("", err)
 	}
+	xcfg, xerr := xds.FromBootstrap(b)
+	if xerr != nil {
+		errs.AddErr("", xerr)
+	}
 	parsed, perr := parseListeners(b.GetStaticResources().GetListeners(), known)
 	if perr != nil {
 		errs.AddErr("", perr)
 	}
-	for _, pl := range parsed {
+	for i, pl := range parsed {
 		warnings = append(warnings, pl.warnings()...)
+		if rn := pl.routeNames(); len(rn) > 0 && xcfg == nil && xerr == nil {
+			errs.Add(fmt.Sprintf("static_resources.listeners[%d]", i), "rds: route config %q needs dynamic_resources (an xDS server) in the bootstrap", rn[0])
+		}
 	}
 	return warnings, errs.Err()
 }
@@ -161,12 +186,15 @@ func (a *App) Start() {
 	if a.mesh != nil {
 		a.mesh.Start()
 	}
-	a.log.Info("weft started", "listeners", len(a.listeners), "admin", a.AdminAddr())
+	if a.dyn != nil {
+		a.dyn.client.Start(a.ctx)
+	}
+	a.log.Info("weft started", "listeners", len(a.listeners), "admin", a.AdminAddr(), "xds", a.dyn != nil)
 }
 
 // ListenerAddr returns the bound address of the named listener.
 func (a *App) ListenerAddr(name string) net.Addr {
-	for _, l := range a.listeners {
+	for _, l := range a.allListeners() {
 		if l.Name() == name {
 			return l.Addr()
 		}
@@ -203,13 +231,17 @@ func (a *App) Shutdown(ctx context.Context) {
 		a.mesh.Shutdown(mctx)
 		mcancel()
 	}
+	if a.dyn != nil {
+		a.dyn.stop() // no config change while draining
+	}
 	ctx, cancel := context.WithTimeout(ctx, a.opts.DrainTimeout)
 	defer cancel()
-	for _, l := range a.listeners {
+	all := a.allListeners()
+	for _, l := range all {
 		l.Drain()
 	}
 	var wg sync.WaitGroup
-	for _, l := range a.listeners {
+	for _, l := range all {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -255,13 +287,37 @@ func meshConfig(b *bootstrapv3.Bootstrap) (*mesh.Config, error) {
 	return out, nil
 }
 
+// allListeners lists the static listeners, then the LDS ones.
+func (a *App) allListeners() []*listener.Listener {
+	if a.dyn == nil {
+		return a.listeners
+	}
+	return append(a.listeners[:len(a.listeners):len(a.listeners)], a.dyn.runningListeners()...)
+}
+
+// staticListener reports whether the bootstrap defines a listener named n.
+func (a *App) staticListener(n string) bool {
+	for _, l := range a.boot.GetStaticResources().GetListeners() {
+		if l.GetName() == n {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *App) closeAll() {
+	if a.dyn != nil {
+		a.dyn.stop()
+	}
+	if a.cancel != nil {
+		a.cancel()
+	}
 	if a.mesh != nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // no grace: this is the failure path or after the drain
 		a.mesh.Shutdown(ctx)
 	}
-	for _, l := range a.listeners {
+	for _, l := range a.allListeners() {
 		l.Close()
 	}
 	if a.admin != nil {
@@ -277,14 +333,63 @@ func (a *App) closeAll() {
 	}
 }
 
+// ready is false while draining and, with xDS, until the first config
+// arrived (Envoy's INITIALIZING).
 func (a *App) ready() bool {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	return !a.draining
+	draining := a.draining
+	a.mu.Unlock()
+	if draining {
+		return false
+	}
+	if a.dyn != nil {
+		select {
+		case <-a.dyn.client.Initialized():
+		default:
+			return false
+		}
+	}
+	return true
 }
 
+// configDump is the bootstrap as loaded; with xDS it also carries "xds":
+// what was received and applied (versions, the last NACK, resources).
 func (a *App) configDump() ([]byte, error) {
-	return protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(a.boot)
+	mo := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}
+	boot, err := mo.Marshal(a.boot)
+	if err != nil || a.dyn == nil {
+		return boot, err
+	}
+	var out map[string]any
+	if err := json.Unmarshal(boot, &out); err != nil {
+		return nil, err
+	}
+	x := map[string]any{}
+	for k, v := range a.dyn.dump() {
+		x[k] = protoJSON(protojson.MarshalOptions{UseProtoNames: true}, v)
+	}
+	out["xds"] = x
+	return json.MarshalIndent(out, "", "  ")
+}
+
+// protoJSON makes messages (and lists of them) marshal as protojson inside
+// encoding/json.
+func protoJSON(mo protojson.MarshalOptions, v any) any {
+	switch t := v.(type) {
+	case proto.Message:
+		b, err := mo.Marshal(t)
+		if err != nil {
+			return err.Error()
+		}
+		return json.RawMessage(b)
+	case []proto.Message:
+		out := make([]any, len(t))
+		for i, m := range t {
+			out[i] = protoJSON(mo, m)
+		}
+		return out
+	}
+	return v
 }
 
 // buildContext is what network filter factories see.
@@ -312,6 +417,11 @@ func (b *buildContext) Service(target any) bool {
 		*t = b.a.bufs
 	case **accesslog.Set:
 		*t = b.a.logs
+	case **stream.RouteStore:
+		if b.a.dyn == nil {
+			return false
+		}
+		*t = b.a.dyn.routes
 	default:
 		return false
 	}
@@ -327,7 +437,7 @@ func (l listenerStats) NoChainMatch() { l.s.NoFilterChainMatch.Inc() }
 
 func (a *App) listenerInfo() []admin.ListenerInfo {
 	out := make([]admin.ListenerInfo, 0, len(a.listeners))
-	for _, l := range a.listeners {
+	for _, l := range a.allListeners() {
 		out = append(out, admin.ListenerInfo{Name: l.Name(), Address: l.Addr().String()})
 	}
 	if a.mesh != nil {

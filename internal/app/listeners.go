@@ -1,10 +1,13 @@
 package app
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/internal/config"
@@ -40,6 +43,7 @@ type parsedFilter struct {
 
 type parsedChain struct {
 	name    string
+	key     string // identifies this chain's config across updates
 	match   listener.Match
 	filters []parsedFilter
 }
@@ -69,14 +73,45 @@ func (pl parsedListener) warnings() []string {
 	return out
 }
 
+// RouteNamer is implemented by parsed filter configs that take route
+// configs by RDS.
+type RouteNamer interface {
+	RouteNames() []string
+}
+
+// routeNames lists the RDS route configs the listener's filters name.
+func (pl parsedListener) routeNames() []string {
+	var out []string
+	chains := pl.chains
+	if pl.fallback != nil {
+		chains = append(chains[:len(chains):len(chains)], *pl.fallback)
+	}
+	for _, c := range chains {
+		for _, f := range c.filters {
+			if rn, ok := f.parsed.(RouteNamer); ok {
+				out = append(out, rn.RouteNames()...)
+			}
+		}
+	}
+	return out
+}
+
 // parseListeners parses and validates every listener's filter chains
 // (pure: nothing is bound or started). known lists the cluster names that
 // exist; nil skips the reference check.
 func parseListeners(ls []*listenerv3.Listener, known map[string]bool) ([]parsedListener, error) {
+	return parseListenersAt(ls, known, func(i int, _ *listenerv3.Listener) string {
+		return fmt.Sprintf("static_resources.listeners[%d]", i)
+	})
+}
+
+// parseListenersAt is parseListeners with the error path of each listener
+// given by at (an index in the bootstrap, or a name for LDS).
+func parseListenersAt(ls []*listenerv3.Listener, known map[string]bool, at func(int, *listenerv3.Listener) string) ([]parsedListener, error) {
 	errs := &config.Errors{}
 	out := make([]parsedListener, 0, len(ls))
 	for i, l := range ls {
-		path := fmt.Sprintf("static_resources.listeners[%d]", i)
+		path := at(i, l)
 		pl := parsedListener{pb: l}
 		for j, lf := range l.GetListenerFilters() {
 			if !inspectors[lf.GetName()] {
@@ -108,7 +143,7 @@ func parseListeners(ls []*listenerv3.Listener, known map[string]bool) ([]parsedL
 }
 
 func parseChain(path string, fc *listenerv3.FilterChain, known map[string]bool, errs *config.Errors) (parsedChain, bool) {
-	pc := parsedChain{name: fc.GetName()}
+	pc := parsedChain{name: fc.GetName(), key: chainKey(fc)}
 	n := len(errs.List)
 	m, err := listener.CompileMatch(fc.GetFilterChainMatch())
 	if err != nil {
@@ -152,39 +187,80 @@ func parseChain(path string, fc *listenerv3.FilterChain, known map[string]bool, 
 	return pc, len(errs.List) == n
 }
 
+// chainKey is a digest of a filter chain's config: equal keys mean the
+// chain need not be rebuilt (nor its connections drained) on an update.
+func chainKey(fc *listenerv3.FilterChain) string {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(fc)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
+}
+
 // buildListeners parses then builds every listener's handlers.
-func buildListeners(ls []*listenerv3.Listener, known map[string]bool, a *App) ([]listener.Config, error) {
+// It also returns the route configs they take by RDS.
+func buildListeners(ls []*listenerv3.Listener, known map[string]bool, a *App) ([]listener.Config, []string, error) {
 	parsed, err := parseListeners(ls, known)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]listener.Config, 0, len(parsed))
+	var routes []string
 	for _, pl := range parsed {
-		name := pl.pb.GetName()
-		bc := a.buildContext(name)
-		lc := listener.Config{
-			Name:    name,
-			Address: config.JoinHostPort(pl.pb.GetAddress().GetSocketAddress().GetAddress(), pl.pb.GetAddress().GetSocketAddress().GetPortValue()),
-			Logger:  a.log,
-			Stats:   listenerStats{a.store.Listener(name)},
-		}
-		for _, pc := range pl.chains {
-			h, err := buildChain(pc, bc)
-			if err != nil {
-				return nil, fmt.Errorf("listener %q: %w", name, err)
-			}
-			lc.Chains = append(lc.Chains, listener.Chain{Name: pc.name, Match: pc.match, Handler: h})
-		}
-		if pl.fallback != nil {
-			h, err := buildChain(*pl.fallback, bc)
-			if err != nil {
-				return nil, fmt.Errorf("listener %q: %w", name, err)
-			}
-			lc.Default = &listener.Chain{Name: pl.fallback.name, Match: pl.fallback.match, Handler: h}
+		lc, err := buildListener(pl, a, nil)
+		if err != nil {
+			return nil, nil, err
 		}
 		out = append(out, lc)
+		routes = append(routes, pl.routeNames()...)
 	}
-	return out, nil
+	return out, routes, nil
+}
+
+// buildListener builds one parsed listener's chains; a chain whose key is
+// in reuse keeps the handler built before (an LDS update that leaves the
+// chain unchanged neither rebuilds nor drains it).
+func buildListener(pl parsedListener, a *App, reuse map[string]listener.Chain) (listener.Config, error) {
+	name := pl.pb.GetName()
+	bc := a.buildContext(name)
+	lc := listener.Config{
+		Name:    name,
+		Address: listenerAddress(pl.pb),
+		Logger:  a.log,
+		Stats:   listenerStats{a.store.Listener(name)},
+	}
+	build := func(pc parsedChain) (listener.Chain, error) {
+		if old, ok := reuse[pc.key]; ok && pc.key != "" {
+			return old, nil
+		}
+		h, err := buildChain(pc, bc)
+		if err != nil {
+			return listener.Chain{}, fmt.Errorf("listener %q: %w", name, err)
+		}
+		return listener.Chain{Name: pc.name, Key: pc.key, Match: pc.match, Handler: h}, nil
+	}
+	for _, pc := range pl.chains {
+		ch, err := build(pc)
+		if err != nil {
+			return lc, err
+		}
+		lc.Chains = append(lc.Chains, ch)
+	}
+	if pl.fallback != nil {
+		ch, err := build(*pl.fallback)
+		if err != nil {
+			return lc, err
+		}
+		lc.Default = &ch
+	}
+	return lc, nil
+}
+
+// listenerAddress is the host:port a listener binds.
+func listenerAddress(l *listenerv3.Listener) string {
+	sa := l.GetAddress().GetSocketAddress()
+	return config.JoinHostPort(sa.GetAddress(), sa.GetPortValue())
 }
 
 // buildChain builds the filters and links them: the last is terminal and

@@ -12,6 +12,7 @@ import (
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/router"
+	"github.com/weftmesh/weft/internal/stream"
 )
 
 // RouterName and RouterTypeURL identify the terminal router filter, which
@@ -115,4 +116,26 @@ func ClusterRefs(t *router.Table) []string {
 		}
 	}
 	return out
+}
+
+// Routes returns the route source of a connection manager: its own table,
+// or, when rds names a route config, the shared source the xDS client
+// fills (nil table until the config arrives: requests get "no route").
+func Routes(bc api.BuildContext, t *router.Table, rds string) (stream.RouteSource, error) {
+	if rds == "" {
+		return stream.NewStaticRoutes(t), nil
+	}
+	var store *stream.RouteStore
+	if !bc.Service(&store) {
+		return nil, fmt.Errorf("rds: route config %q needs dynamic_resources (an xDS server) in the bootstrap", rds)
+	}
+	return store.Source(rds), nil
+}
+
+// RDSNames is the list form of one optional route config name.
+func RDSNames(rds string) []string {
+	if rds == "" {
+		return nil
+	}
+	return []string{rds}
 }

@@ -21,6 +21,15 @@ type Chain struct {
 	Name    string
 	Match   Match
 	Handler api.ConnHandler
+	// Key identifies the chain's config across updates: Update drains the
+	// connections of chains whose key is gone and leaves the others be.
+	Key string
+}
+
+// chainSet is what new connections are matched against; Update swaps it.
+type chainSet struct {
+	chains []Chain
+	def    *Chain
 }
 
 // Stats are a listener's connection counters.
@@ -45,6 +54,7 @@ type Config struct {
 // Listener is one bound accept loop.
 type Listener struct {
 	cfg    Config
+	set    atomic.Pointer[chainSet]
 	ln     net.Listener
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -70,7 +80,40 @@ func Listen(cfg Config) (*Listener, error) {
 		return nil, fmt.Errorf("listener %q: %w", cfg.Name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Listener{cfg: cfg, ln: ln, ctx: ctx, cancel: cancel, conns: map[*Conn]struct{}{}, done: make(chan struct{})}, nil
+	l := &Listener{cfg: cfg, ln: ln, ctx: ctx, cancel: cancel, conns: map[*Conn]struct{}{}, done: make(chan struct{})}
+	l.set.Store(&chainSet{chains: cfg.Chains, def: cfg.Default})
+	return l, nil
+}
+
+// Update replaces the filter chains: new connections get the new chains at
+// once, and connections served by a chain whose Key is not among the new
+// ones are told to drain (finish what they are doing, then close), as
+// Envoy does on a listener update. Connections of kept chains carry on.
+// It returns how many connections were told to drain.
+func (l *Listener) Update(chains []Chain, def *Chain) int {
+	l.set.Store(&chainSet{chains: chains, def: def})
+	keep := map[string]bool{}
+	for _, c := range chains {
+		keep[c.Key] = true
+	}
+	if def != nil {
+		keep[def.Key] = true
+	}
+	l.mu.Lock()
+	var hooks []func()
+	for c := range l.conns {
+		if keep[c.chain] {
+			continue
+		}
+		if h := c.takeHook(); h != nil {
+			hooks = append(hooks, h)
+		}
+	}
+	l.mu.Unlock()
+	for _, h := range hooks {
+		h()
+	}
+	return len(hooks)
 }
 
 // Name is the listener's name.
@@ -131,7 +174,7 @@ func (l *Listener) serveConn(c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	tc := &Conn{Conn: c, l: l}
+	tc := &Conn{Conn: c, l: l, chain: ch.Key}
 	l.mu.Lock()
 	if l.draining {
 		l.mu.Unlock()
@@ -163,10 +206,11 @@ func (l *Listener) release(tc *Conn) {
 }
 
 func (l *Listener) pick(c net.Conn) *Chain {
-	if ch := Select(l.cfg.Chains, c.LocalAddr(), c.RemoteAddr()); ch != nil {
+	set := l.set.Load()
+	if ch := Select(set.chains, c.LocalAddr(), c.RemoteAddr()); ch != nil {
 		return ch
 	}
-	return l.cfg.Default
+	return set.def
 }
 
 // Drain stops accepting and tells every open connection to finish what it
@@ -231,11 +275,14 @@ func (l *Listener) Close() {
 // api.DrainNotifier.
 type Conn struct {
 	net.Conn
-	l      *Listener
-	mu     sync.Mutex
-	hook   func()
-	shut   bool
-	closed sync.Once
+	l     *Listener
+	chain string // Key of the chain serving it
+	mu    sync.Mutex
+	hook  func()
+	shut  bool // the hook was run (or will never be)
+	// pending: told to drain before a hook was registered
+	pending bool
+	closed  sync.Once
 }
 
 // Close closes the socket and, the first time, deregisters the connection
@@ -246,8 +293,9 @@ func (c *Conn) Close() error {
 	return err
 }
 
-// OnDrain registers the drain hook; if the listener is already draining
-// the hook runs at once.
+// OnDrain registers the drain hook; if the connection was already told
+// to drain (its listener draining, or its chain replaced before the hook
+// was registered) the hook runs at once.
 func (c *Conn) OnDrain(hook func()) {
 	c.l.mu.Lock()
 	draining := c.l.draining
@@ -257,7 +305,7 @@ func (c *Conn) OnDrain(hook func()) {
 		c.mu.Unlock()
 		return
 	}
-	if draining && hook != nil {
+	if (draining || c.pending) && hook != nil {
 		c.shut = true
 		c.mu.Unlock()
 		hook()
@@ -267,12 +315,21 @@ func (c *Conn) OnDrain(hook func()) {
 	c.mu.Unlock()
 }
 
+// takeHook returns the drain hook to run, once; a connection whose handler
+// has not registered one yet remembers that it must drain.
 func (c *Conn) takeHook() func() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.shut = true
+	if c.shut {
+		return nil
+	}
 	h := c.hook
 	c.hook = nil
+	if h == nil {
+		c.pending = true
+		return nil
+	}
+	c.shut = true
 	return h
 }
 

@@ -240,3 +240,78 @@ func TestCloseWithoutServe(t *testing.T) {
 		t.Fatal("Close of a listener that never served hung")
 	}
 }
+
+// TestUpdateDrainsReplacedChains: after Update, new connections get the new
+// chain, connections of a replaced chain are told to drain (even one whose
+// handler registers its hook only afterwards), and connections of a kept
+// chain are left alone.
+func TestUpdateDrainsReplacedChains(t *testing.T) {
+	type tagged struct {
+		tag string
+		c   net.Conn
+	}
+	served := make(chan tagged, 8)
+	drained := make(chan string, 8)
+	late := make(chan struct{})
+	handler := func(tag string, lateHook bool) api.ConnHandler {
+		return api.ConnHandlerFunc(func(ctx context.Context, c net.Conn) {
+			if lateHook {
+				<-late
+			}
+			c.(api.DrainNotifier).OnDrain(func() { drained <- tag; _ = c.Close() })
+			served <- tagged{tag, c}
+		})
+	}
+	l, err := Listen(Config{Name: "u", Address: "127.0.0.1:0",
+		Chains: []Chain{{Name: "a", Key: "a1", Handler: handler("a1", false),
+			Match: Match{SourcePorts: nil}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.Serve()
+	defer l.Close()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	dial()
+	if got := <-served; got.tag != "a1" {
+		t.Fatalf("first connection served by %s", got.tag)
+	}
+	// Same key: nothing drains.
+	if n := l.Update([]Chain{{Name: "a", Key: "a1", Handler: handler("a1", false)}}, nil); n != 0 {
+		t.Fatalf("an unchanged chain drained %d connections", n)
+	}
+	// A connection whose handler registers its hook late.
+	l.Update([]Chain{{Name: "a", Key: "a1", Handler: handler("a1-late", true)}}, nil)
+	dial()
+	time.Sleep(50 * time.Millisecond)
+	l.Update([]Chain{{Name: "a", Key: "a2", Handler: handler("a2", false)}}, nil)
+	close(late)
+	<-served // the late one
+	got := map[string]bool{}
+	for i := 0; i < 2; i++ {
+		select {
+		case tag := <-drained:
+			got[tag] = true
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %v drained", got)
+		}
+	}
+	if !got["a1"] || !got["a1-late"] {
+		t.Fatalf("drained %v, want a1 and a1-late", got)
+	}
+	dial()
+	if g := <-served; g.tag != "a2" {
+		t.Fatalf("a new connection was served by %s, want a2", g.tag)
+	}
+	select {
+	case tag := <-drained:
+		t.Fatalf("%s drained without a change", tag)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

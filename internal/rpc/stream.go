@@ -249,7 +249,10 @@ func (s *rpcStream) forward(cl api.Cluster, rt *router.Route, respOps *router.He
 	if rt.RetryPolicy != nil && !s.oneway() {
 		retries = int(rt.RetryPolicy.NumRetries)
 	}
-	freeRetry := true // a request that never left may go again once
+	// A request that never left may go again, not counted as a retry: a
+	// config change can take the host (or the whole cluster object) away
+	// between the pick and the send; the next pick sees the new one.
+	freeRetries := 3
 	for try := 0; ; try++ {
 		o := s.try(cl, rt, deadline)
 		switch o {
@@ -264,9 +267,21 @@ func (s *rpcStream) forward(cl api.Cluster, rt *router.Route, respOps *router.He
 		case failSent:
 			s.status = 200
 			return
+		case failNoHost:
+			// The cluster object was replaced (a CDS update) after we
+			// looked it up: pick from the new one.
+			if c, ok := cfg.Clusters.Cluster(s.cluster); ok && c != cl && freeRetries > 0 {
+				freeRetries--
+				cl = c
+				try--
+				continue
+			}
 		case failNotSent, failPerTryTimeout:
-			if o == failNotSent && freeRetry {
-				freeRetry = false
+			if o == failNotSent && freeRetries > 0 {
+				freeRetries--
+				if c, ok := cfg.Clusters.Cluster(s.cluster); ok {
+					cl = c
+				}
 				try--
 				continue
 			}
@@ -275,7 +290,6 @@ func (s *rpcStream) forward(cl api.Cluster, rt *router.Route, respOps *router.He
 			continue
 		}
 		s.fail(cl, o)
-		_ = cfg
 		return
 	}
 }

@@ -30,6 +30,9 @@ type upConn struct {
 	br *http1.Reader
 }
 
+// maxHostGone bounds the re-picks after a host left its cluster.
+const maxHostGone = 3
+
 // attempt outcomes.
 type failure int
 
@@ -41,6 +44,7 @@ const (
 	failTimeout        // per-try or route timeout before a response head
 	failProtocol       // upstream sent a bad response head
 	failNoHost         // no healthy host
+	failHostGone       // the host left its cluster (EDS, a cluster update) before we sent
 	failRetryable      // a response that the retry policy wants retried
 	failBadBody        // the downstream request body is malformed: 400, close
 	failClient         // the downstream went away or stalled mid-body: close
@@ -160,8 +164,24 @@ func (sc *serverConn) handle(s *stream) bool {
 
 	deadline := network.Deadline(time.Now(), rt.Timeout)
 	s.deadline = deadline
+	fwd, gone := cl, 0
 	for try := 0; ; try++ {
-		uc, res := sc.forward(s, cl, rt, body, &bodyPending, deadline, try)
+		uc, res := sc.forward(s, fwd, rt, body, &bodyPending, deadline, try)
+		if (res == failHostGone || res == failNoHost) && gone < maxHostGone {
+			// A config change took the host (or the whole cluster object)
+			// away between the pick and the connection: nothing was sent,
+			// so pick again from the cluster as it is now. Not a retry.
+			cur, ok := cfg.Clusters.Cluster(s.cluster)
+			if res == failHostGone || (ok && cur != fwd) {
+				gone++
+				if ok {
+					fwd = cur
+				}
+				s.host = nil
+				try--
+				continue
+			}
+		}
 		if res == okResponse {
 			return sc.respond(s, cl, respOps, uc, keep)
 		}
@@ -309,6 +329,9 @@ again:
 		if errors.Is(err, pool.ErrOverflow) {
 			return nil, failOverflow
 		}
+		if errors.Is(err, pool.ErrClosed) {
+			return nil, failHostGone
+		}
 		s.failure = err.Error()
 		if network.IsTimeout(err) && !tryDeadline.IsZero() && time.Now().After(tryDeadline) {
 			return nil, failTimeout
@@ -450,7 +473,7 @@ func (sc *serverConn) retriable(s *stream, rt *router.Route, f failure) bool {
 		return false
 	}
 	switch f {
-	case failConnect, failNoHost:
+	case failConnect, failNoHost, failHostGone:
 		return rp.RetriableReset(router.ResetConnectFailure)
 	case failRetryable:
 		return true
@@ -500,7 +523,7 @@ func (sc *serverConn) failReply(s *stream, cl api.Cluster, f failure, bodyPendin
 	case failOverflow:
 		s.flag(api.FlagUpstreamOverflow)
 		sc.localReply(s, 503, "upstream connect error or disconnect/reset before headers. reset reason: overflow", bodyPending)
-	case failConnect:
+	case failConnect, failHostGone:
 		s.flag(api.FlagUpstreamConnectFailure) // Host.Dial counted the failure
 		sc.localReply(s, 503, "upstream connect error or disconnect/reset before headers. reset reason: connection failure", bodyPending)
 	case failTimeout:

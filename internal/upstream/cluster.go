@@ -229,12 +229,14 @@ func (c *Cluster) setMembersLocked(eps []endpointSpec) {
 		c.sink.RegisterHost(c.spec.name, h.addr, &h.stats, &h.active)
 		hosts = append(hosts, h)
 	}
+	// Publish the new set before the leaving hosts close their pools: a
+	// request that picks in between must not get a host already removed.
+	c.hosts = hosts
+	c.rebuildLocked()
 	for _, h := range old {
 		h.remove()
 		c.sink.UnregisterHost(c.spec.name, h.addr)
 	}
-	c.hosts = hosts
-	c.rebuildLocked()
 }
 
 func (c *Cluster) startHealthChecksLocked(h *Host) {
@@ -345,4 +347,15 @@ func (c *Cluster) rebuildLocked() {
 		}
 	}
 	c.set.Store(s)
+}
+
+// HasEndpoints reports whether an EDS cluster has received (or inherited)
+// an endpoint assignment; other kinds always have their endpoints.
+func (c *Cluster) HasEndpoints() bool {
+	if c.spec.discovery != discoveryEDS {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastCLA != nil
 }

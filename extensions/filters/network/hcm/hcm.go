@@ -44,6 +44,7 @@ var _ api.NetworkFilterFactory = factory{}
 type parsed struct {
 	pb       *hcmv3.HttpConnectionManager
 	table    *router.Table
+	rds      string // route config name when routes come by RDS
 	filters  []filterchain.Spec
 	warnings []string
 	cfg      stream.Config // timeouts, limits and flags; no runtime deps yet
@@ -74,7 +75,9 @@ func (factory) Parse(b []byte, typeURL string) (any, error) {
 		}
 		p.table = t
 	case *hcmv3.HttpConnectionManager_Rds:
-		errs.Add("rds", "dynamic route discovery needs dynamic_resources, which this build does not support yet")
+		// The route config comes from the same xDS source as the
+		// listener (ADS or the LDS server): config_source is not read.
+		p.rds = rs.Rds.GetRouteConfigName()
 	default:
 		errs.Add("route_specifier", "route_config is required")
 	}
@@ -152,7 +155,11 @@ func (factory) Build(pa any, bc api.BuildContext) (api.NetworkFilter, error) {
 		bc.Logger().Warn(w, "listener", bc.Listener())
 	}
 	c := p.cfg // copy: every Build gets its own runtime config
-	c.Routes = stream.NewStaticRoutes(p.table)
+	routes, err := filterchain.Routes(bc, p.table, p.rds)
+	if err != nil {
+		return nil, err
+	}
+	c.Routes = routes
 	c.Clusters = bc.Clusters()
 	c.Log = bc.Logger()
 	var store *stats.Store
@@ -186,6 +193,9 @@ func (t terminal) Chain(api.ConnHandler) api.ConnHandler { return t.h }
 
 // Warnings lists what Parse accepted with a warning.
 func (p *parsed) Warnings() []string { return p.warnings }
+
+// RouteNames lists the route configs it takes by RDS.
+func (p *parsed) RouteNames() []string { return filterchain.RDSNames(p.rds) }
 
 // ClusterRefs lists the clusters the route table names, so a static config
 // that routes to a missing cluster is refused at load time.

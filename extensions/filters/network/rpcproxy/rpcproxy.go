@@ -26,7 +26,6 @@ import (
 	"github.com/weftmesh/weft/internal/router"
 	"github.com/weftmesh/weft/internal/rpc"
 	"github.com/weftmesh/weft/internal/stats"
-	"github.com/weftmesh/weft/internal/stream"
 )
 
 // Name is the filter's registered name.
@@ -41,9 +40,12 @@ type factory struct{}
 
 // fileConfig is the JSON shape of the TypedStruct value.
 type fileConfig struct {
-	StatPrefix            string            `json:"stat_prefix"`
-	Protocols             []string          `json:"protocols"`
-	RouteConfig           json.RawMessage   `json:"route_config"`
+	StatPrefix  string          `json:"stat_prefix"`
+	Protocols   []string        `json:"protocols"`
+	RouteConfig json.RawMessage `json:"route_config"`
+	RDS         *struct {
+		RouteConfigName string `json:"route_config_name"`
+	} `json:"rds"`
 	RPCFilters            []json.RawMessage `json:"rpc_filters"`
 	AccessLog             []json.RawMessage `json:"access_log"`
 	MaxConcurrentRequests int               `json:"max_concurrent_requests"`
@@ -67,6 +69,7 @@ type fileConfig struct {
 type parsed struct {
 	cfg      rpc.Config // no runtime dependencies yet
 	table    *router.Table
+	rds      string // route config name when routes come by RDS
 	filters  []filterchain.Spec
 	logs     []*accesslogv3.AccessLog
 	warnings []string
@@ -160,9 +163,17 @@ func parseJSON(js []byte) (*parsed, error) {
 	c.Pool.MaxConnsPerHost = fc.Upstream.MaxConnectionsPerHost
 	c.Pool.HeartbeatMisses = fc.Upstream.HeartbeatMisses
 
-	if len(fc.RouteConfig) == 0 {
-		errs.Add("route_config", "required")
-	} else {
+	switch {
+	case fc.RDS != nil && len(fc.RouteConfig) > 0:
+		errs.Add("rds", "route_config and rds exclude each other")
+	case fc.RDS != nil:
+		if fc.RDS.RouteConfigName == "" {
+			errs.Add("rds.route_config_name", "required")
+		}
+		p.rds = fc.RDS.RouteConfigName
+	case len(fc.RouteConfig) == 0:
+		errs.Add("route_config", "required (or rds)")
+	default:
 		rc := &routev3.RouteConfiguration{}
 		if err := protojson.Unmarshal(fc.RouteConfig, rc); err != nil {
 			errs.Add("route_config", "%v", err)
@@ -214,7 +225,11 @@ func (factory) Build(pa any, bc api.BuildContext) (api.NetworkFilter, error) {
 		bc.Logger().Warn(w, "listener", bc.Listener())
 	}
 	c := p.cfg
-	c.Routes = stream.NewStaticRoutes(p.table)
+	routes, err := filterchain.Routes(bc, p.table, p.rds)
+	if err != nil {
+		return nil, err
+	}
+	c.Routes = routes
 	c.Clusters = bc.Clusters()
 	c.Log = bc.Logger()
 	c.Drain = bc.Drain()
@@ -252,6 +267,9 @@ func (f filter) Chain(next api.ConnHandler) api.ConnHandler {
 
 // Warnings lists what Parse accepted with a warning.
 func (p *parsed) Warnings() []string { return p.warnings }
+
+// RouteNames lists the route configs it takes by RDS.
+func (p *parsed) RouteNames() []string { return filterchain.RDSNames(p.rds) }
 
 // ClusterRefs lists the clusters the route table names.
 func (p *parsed) ClusterRefs() []string { return filterchain.ClusterRefs(p.table) }
