@@ -44,7 +44,10 @@ type typeState struct {
 	versions  map[string]string
 	version   string
 	applied   bool
-	updated   time.Time
+	// rejected: a response of this type was NACKed. Like Envoy, a
+	// rejected first response still ends the wait of the initial fetch.
+	rejected bool
+	updated  time.Time
 
 	nonce     string // newest response received on the current connection
 	wanted    []string
@@ -393,6 +396,8 @@ func (c *Client) nack(ts *typeState, version string, err error) {
 	repeat := ts.lastNACK != nil && ts.nackStreak > 0 && ts.lastNACK.Version == version && ts.lastNACK.Detail == err.Error()
 	ts.lastNACK = &NACK{Version: version, Detail: err.Error(), Time: now}
 	ts.nackStreak++
+	ts.rejected = true
+	defer c.checkInitialized()
 	if repeat {
 		c.log.Debug("xds: NACK again", "type", ts.kind.url, "version", version, "error", err)
 	} else {
@@ -564,7 +569,7 @@ func (c *Client) missing() []string {
 			continue
 		}
 		if ts.kind.wildcard {
-			if !ts.applied {
+			if !ts.applied && !ts.rejected {
 				out = append(out, ts.kind.label+"s")
 			}
 			continue
