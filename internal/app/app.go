@@ -102,6 +102,11 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 	for _, c := range b.GetStaticResources().GetClusters() {
 		known[c.GetName()] = true
 	}
+	if xcfg == nil {
+		if err := staticRDSWithoutXDS(b); err != nil {
+			return nil, err
+		}
+	}
 	specs, routes, err := buildListeners(b.GetStaticResources().GetListeners(), known, a)
 	if err != nil {
 		return nil, err
@@ -169,10 +174,12 @@ func Check(b *bootstrapv3.Bootstrap) (warnings []string, err error) {
 	if perr != nil {
 		errs.AddErr("", perr)
 	}
-	for i, pl := range parsed {
+	for _, pl := range parsed {
 		warnings = append(warnings, pl.warnings()...)
-		if rn := pl.routeNames(); len(rn) > 0 && xcfg == nil && xerr == nil {
-			errs.Add(fmt.Sprintf("static_resources.listeners[%d]", i), "rds: route config %q needs dynamic_resources (an xDS server) in the bootstrap", rn[0])
+	}
+	if xcfg == nil && xerr == nil && perr == nil {
+		if err := staticRDSWithoutXDS(b); err != nil {
+			errs.AddErr("", err)
 		}
 	}
 	return warnings, errs.Err()
@@ -285,6 +292,22 @@ func meshConfig(b *bootstrapv3.Bootstrap) (*mesh.Config, error) {
 		out = c
 	}
 	return out, nil
+}
+
+// staticRDSWithoutXDS refuses static listeners that take routes by RDS
+// when there is no xDS server to send them.
+func staticRDSWithoutXDS(b *bootstrapv3.Bootstrap) error {
+	parsed, err := parseListeners(b.GetStaticResources().GetListeners(), nil)
+	if err != nil {
+		return nil // reported by the build with its own paths
+	}
+	errs := &config.Errors{}
+	for i, pl := range parsed {
+		if rn := pl.routeNames(); len(rn) > 0 {
+			errs.Add(fmt.Sprintf("static_resources.listeners[%d]", i), "rds: route config %q needs dynamic_resources (an xDS server) in the bootstrap", rn[0])
+		}
+	}
+	return errs.Err()
 }
 
 // allListeners lists the static listeners, then the LDS ones.

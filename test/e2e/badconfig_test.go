@@ -178,6 +178,33 @@ func TestBadConfigRefused(t *testing.T) {
 			want: []string{"safe_regex", "routes[0]"},
 		},
 		{
+			name: "dynamic_resources with REST and an unknown xDS cluster",
+			cfg: bcConfig{}.render(t) + `
+node: {id: x}
+dynamic_resources:
+  ads_config: {api_type: REST, grpc_services: [{envoy_grpc: {cluster_name: nope}}]}
+  lds_config: {ads: {}}`,
+			want: []string{"dynamic_resources.ads_config.api_type", "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name", `unknown cluster "nope"`},
+		},
+		{
+			name: "rds without dynamic_resources",
+			cfg: `admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+static_resources:
+  listeners:
+  - name: in
+    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: in
+          rds: {route_config_name: r, config_source: {ads: {}}}
+          http_filters:` + bcRouter,
+			want: []string{"static_resources.listeners[0]", `route config "r" needs dynamic_resources`},
+		},
+		{
 			name: "listener port_value 70000",
 			cfg:  bcConfig{ListenerPort: "70000"}.render(t),
 			want: []string{"static_resources.listeners[0].address.socket_address.port_value"},
