@@ -26,7 +26,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newStart(), newValidate(), newVersion(), newDemo(), newRegistry())
+	root.AddCommand(newStart(), newValidate(), newVersion(), newDemo(), newRegistry(), newControlPlane())
 	return root
 }
 
