@@ -86,7 +86,7 @@ func TestXDSIstioShapedConfig(t *testing.T) {
 	})
 	m.set("2", snapshot(c, xdsEndpoints(cluster, a.Port), istioListener(t, addr, "8080", true), routes))
 	m.waitAck("2", allTypes...)
-	r := get(t, client(), "http://"+addr+"/reviews/1", "Host", "reviews:9080")
+	r := get(t, client(), "http://"+addr+"/reviews/1", "Host: reviews:9080")
 	if r.Status != 200 || r.Body != "reviews-v1" {
 		t.Fatalf("istio-shaped listener: %d %q", r.Status, r.Body)
 	}
