@@ -64,6 +64,9 @@ func newDynamic(a *App, cfg *xds.Config) *dynamic {
 	case d.warm < 0: // initial_fetch_timeout: 0s, Envoy's "wait forever"
 		d.warm = 100 * 365 * 24 * time.Hour
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = a.log.With("component", "xds")
+	}
 	d.client = xds.New(cfg, d)
 	return d
 }

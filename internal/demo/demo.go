@@ -96,8 +96,8 @@ const (
 // Ports of the mesh, as offsets from Options.BasePort and AdminBase. The
 // registry takes a free port.
 const (
-	basePorts  = 10 // base: frontend, +1, +2: backends, +3: RPC egress, +4, +5: RPC providers, +6..+9: registry part
-	adminPorts = 7  // one per sidecar
+	basePorts  = 12 // base: frontend, +1, +2: backends, +3: RPC egress, +4, +5: RPC providers, +6..+9: registry part, +10, +11: sidecar-xds
+	adminPorts = 8  // one per sidecar
 )
 
 // Run starts the mesh and blocks until ctx ends, then drains it: the
@@ -153,6 +153,12 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer mesh.closeRegistry()
+	// The control plane, fed by the registry; closed after the sidecars.
+	cp, err := startControlPlane(o.Logger, o.Dir, mesh.registry, p+10, p+11, [2]int{p + 1, p + 2})
+	if err != nil {
+		return err
+	}
+	defer cp.close()
 
 	// Sample services: two instances of "backend", one "frontend" that
 	// calls the backend through its own sidecar, the RPC providers, and
@@ -254,7 +260,10 @@ func Run(ctx context.Context, o Options) error {
 				DrainGrace: meshDrainGrace, Metadata: map[string]string{"zone": "demo"}},
 		},
 	}
-	if err := checkPorts(specs); err != nil {
+	// sidecar-xds is configured by the control plane, not built from a
+	// spec; its ports are checked with the others.
+	xdsPorts := sidecarSpec{Name: sidecarXDS, ListenPort: p + 10, AdminPort: o.AdminBase + 7, RPC: &rpcSpec{Port: p + 11}}
+	if err := checkPorts(append(specs[:len(specs):len(specs)], xdsPorts)); err != nil {
 		return err
 	}
 	tmpl := template.Must(template.New("sidecar").Parse(sidecarTmpl))
@@ -297,6 +306,11 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}
 	}
+	xa, err := cp.startXDSSidecar(o, o.AdminBase+7)
+	if err != nil {
+		return err
+	}
+	apps = append(apps, xa)
 	// The registry part: the meshed provider publishes, the plain one
 	// registers, the meshed consumer subscribes, the plain one follows
 	// the registry. Undone before the sidecars drain.
@@ -318,6 +332,7 @@ func Run(ctx context.Context, o Options) error {
 			"Registry": mesh.registry, "Catalog": catalogService, "CatalogPlainPort": catalogPlainSrv.port(),
 			"CatalogMeshed": catalogMeshed, "CatalogPlain": catalogPlain,
 			"SidecarCatalog": sidecarCatalog, "SidecarConsumer": sidecarConsumer,
+			"P10": p + 10, "P11": p + 11, "Admin7": o.AdminBase + 7, "Rules": cp.rules, "CPAdmin": cp.srv.AdminAddr(),
 		}); err != nil {
 			return err
 		}
@@ -354,6 +369,9 @@ var bannerTmpl = template.Must(template.New("banner").Parse(`Weft demo mesh is u
                                                                  >-<
   plain consumer (follows the registry, calls directly) --------/   \-> {{.CatalogPlain}} :{{.CatalogPlainPort}} (registers itself)
   Each consumer reaches both providers, round robin: meshed->meshed, meshed->plain, plain->meshed, plain->plain.
+  Control plane (weft control-plane in this process; rules in {{.Rules}}; endpoints also from the registry):
+  client -> sidecar-xds :{{.P10}} (Host: backend) -> 80% sidecar-backend-1 (v1) / 20% sidecar-backend-2 (v2); x-demo-user: tester -> v2
+  bolt   -> sidecar-xds :{{.P11}} -> the {{.Catalog}} providers the registry knows
 
 Try:
   curl http://127.0.0.1:{{.P}}/                 # frontend, which calls the backend through its sidecar
@@ -363,11 +381,16 @@ Try:
   curl -s http://{{.SDKProvider}}/v1/status   # SDK API of {{.SidecarCatalog}}: what it published
   curl -s http://{{.SDKConsumer}}/v1/status   # SDK API of {{.SidecarConsumer}}: its subscription and the providers it knows
   curl http://{{.Registry}}/v1/services/{{.Catalog}}   # the registry's instances
+  curl -H 'Host: backend' http://127.0.0.1:{{.P10}}/hello   # through sidecar-xds: mostly backend-1, sometimes backend-2
+  curl -H 'Host: backend' -H 'x-demo-user: tester' http://127.0.0.1:{{.P10}}/hello   # always backend-2
+  $EDITOR {{.Rules}}/routes.yaml              # change the weights; sidecar-xds follows in about a second
+  curl http://{{.CPAdmin}}/status             # the control plane: rules version, errors with file:line, nodes and their ACKs
+  curl http://127.0.0.1:{{.Admin7}}/config_dump   # sidecar-xds: what it received, versions, last NACK
   open http://127.0.0.1:{{.Admin}}/                 # admin of sidecar-frontend (stats, clusters, config)
   curl http://127.0.0.1:{{.Admin}}/stats/prometheus
   curl http://127.0.0.1:{{.Admin}}/stats | grep rpc # RPC proxy stats: rpc.{{.Egress}}.* and per protocol, service and method
   curl http://127.0.0.1:{{.Admin}}/clusters
-  (admin of sidecar-{{.Bolt}} :{{.Admin3}}, sidecar-{{.Dubbo}} :{{.Admin4}}, {{.SidecarCatalog}} :{{.Admin5}}, {{.SidecarConsumer}} :{{.Admin6}})
+  (admin of sidecar-{{.Bolt}} :{{.Admin3}}, sidecar-{{.Dubbo}} :{{.Admin4}}, {{.SidecarCatalog}} :{{.Admin5}}, {{.SidecarConsumer}} :{{.Admin6}}, sidecar-xds :{{.Admin7}})
 
 {{if gt .RPS 0}}Background load: {{.RPS}} requests/s over HTTP, and as many calls/s over Bolt, over Dubbo and from each catalog consumer.
 {{- else}}Background load: off (--rps 0), so the RPC callers and the catalog consumers are idle too.{{end}} Ctrl-C to stop (the sidecars deregister and drain first).

@@ -10,6 +10,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -180,6 +182,7 @@ func TestRun(t *testing.T) {
 		}
 	}
 	registryAddr := testRunMesh(t, base, out.String(), get)
+	testRunControlPlane(t, base, admin, out.String(), client)
 	tr.CloseIdleConnections()
 
 	start := time.Now()
@@ -479,4 +482,98 @@ func TestCallerWaitsForTargets(t *testing.T) {
 	if s := c.stats(); s.Failed != 0 {
 		t.Fatalf("%+v", s)
 	}
+}
+
+// testRunControlPlane checks the control-plane part of a running demo:
+// sidecar-xds, configured only over ADS, splits "backend" between the two
+// backend sidecars and sends testers to v2; a Bolt call to the catalog
+// service through it reaches a provider the registry knows; an edit of
+// routes.yaml reaches it.
+func testRunControlPlane(t *testing.T, base, admin int, banner string, client *http.Client) {
+	t.Helper()
+	m := regexp.MustCompile(`rules in (\S+);`).FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("banner lacks the rules directory:\n%s", banner)
+	}
+	rules := m[1]
+	call := func(user string) string {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/hello", base+10), nil)
+		req.Host = "backend"
+		if user != "" {
+			req.Header.Set("x-demo-user", user)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Sprint(resp.StatusCode, " ", string(b))
+	}
+	seen := map[string]int{}
+	eventually(t, 15*time.Second, "sidecar-xds serving backend from the control plane", func() bool {
+		r := call("")
+		if strings.Contains(r, "backend-1") {
+			seen["v1"]++
+		} else if strings.Contains(r, "backend-2") {
+			seen["v2"]++
+		}
+		return seen["v1"]+seen["v2"] >= 50
+	})
+	if seen["v1"] < seen["v2"] || seen["v1"] == 50 {
+		t.Errorf("the 80/20 split: %v", seen)
+	}
+	for i := 0; i < 5; i++ {
+		if r := call("tester"); !strings.Contains(r, "backend-2") {
+			t.Fatalf("a tester got %q, want backend-2", r)
+		}
+	}
+	// Bolt through sidecar-xds, to providers that only the registry names.
+	bc := newCaller(catalogService+":"+catalogVersion, fmt.Sprintf("127.0.0.1:%d", base+11), 20, catalogCaller, to(fmt.Sprintf("127.0.0.1:%d", base+11)))
+	ctx, cancel := context.WithCancel(context.Background())
+	go bc.run(ctx)
+	eventually(t, 15*time.Second, "Bolt calls through sidecar-xds", func() bool {
+		st := bc.stats()
+		if st.OK < 5 {
+			t.Logf("bolt via sidecar-xds: %+v", st)
+		}
+		return st.OK >= 5
+	})
+	cancel()
+	// An edit of the rules reaches the sidecar.
+	edit := strings.Replace(mustRead(t, filepath.Join(rules, "routes.yaml")), "weight: 80}", "weight: 0}", 1)
+	edit = strings.Replace(edit, "weight: 20}", "weight: 100}", 1)
+	if err := os.WriteFile(filepath.Join(rules, "routes.yaml"), []byte(edit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "everyone on v2 after editing routes.yaml", func() bool {
+		for i := 0; i < 10; i++ {
+			if !strings.Contains(call(""), "backend-2") {
+				return false
+			}
+		}
+		return true
+	})
+	if code, body := httpGetStatus(client, fmt.Sprintf("http://127.0.0.1:%d/config_dump", admin+7)); code != 200 || !strings.Contains(body, "http_egress") {
+		t.Errorf("sidecar-xds /config_dump: %d", code)
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func httpGetStatus(c *http.Client, url string) (int, string) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
