@@ -251,18 +251,26 @@ func (s *spec) parseHTTPOptions(c *clusterv3.Cluster) error {
 
 // parseCLA validates a ClusterLoadAssignment. requireIP rejects DNS names
 // (STATIC and EDS clusters). Errors name the path below the assignment.
+// Paths are formatted only for an error: formatting one per endpoint was a
+// sixth of the cost of a 50,000-endpoint EDS update.
 func parseCLA(cla *endpointv3.ClusterLoadAssignment, requireIP bool) ([]endpointSpec, error) {
 	if len(cla.GetNamedEndpoints()) > 0 {
 		return nil, errors.New("named_endpoints: not supported")
 	}
-	var out []endpointSpec
-	seen := map[string]string{}
+	n := 0
+	for _, loc := range cla.GetEndpoints() {
+		n += len(loc.GetLbEndpoints())
+	}
+	out := make([]endpointSpec, 0, n)
+	type pos struct{ i, j int }
+	path := func(p pos) string { return fmt.Sprintf("endpoints[%d].lb_endpoints[%d]", p.i, p.j) }
+	seen := make(map[string]pos, n)
+	var memo metaMemo
 	for i, loc := range cla.GetEndpoints() {
 		for j, le := range loc.GetLbEndpoints() {
-			path := fmt.Sprintf("endpoints[%d].lb_endpoints[%d]", i, j)
-			e, err := parseLbEndpoint(le, requireIP)
+			e, err := parseLbEndpoint(le, requireIP, &memo)
 			if err != nil {
-				return nil, fmt.Errorf("%s.%w", path, err)
+				return nil, fmt.Errorf("%s.%w", path(pos{i, j}), err)
 			}
 			e.priority = loc.GetPriority()
 			e.locality = loc.GetLocality()
@@ -271,16 +279,16 @@ func parseCLA(cla *endpointv3.ClusterLoadAssignment, requireIP bool) ([]endpoint
 				key = net.JoinHostPort(e.host, fmt.Sprint(e.port))
 			}
 			if prev, dup := seen[key]; dup {
-				return nil, fmt.Errorf("%s.endpoint.address: %s duplicates %s", path, key, prev)
+				return nil, fmt.Errorf("%s.endpoint.address: %s duplicates %s", path(pos{i, j}), key, path(prev))
 			}
-			seen[key] = path
+			seen[key] = pos{i, j}
 			out = append(out, e)
 		}
 	}
 	return out, nil
 }
 
-func parseLbEndpoint(le *endpointv3.LbEndpoint, requireIP bool) (endpointSpec, error) {
+func parseLbEndpoint(le *endpointv3.LbEndpoint, requireIP bool, memo *metaMemo) (endpointSpec, error) {
 	var e endpointSpec
 	if le.GetEndpointName() != "" {
 		return e, errors.New("endpoint_name: named endpoints are not supported")
@@ -332,7 +340,7 @@ func parseLbEndpoint(le *endpointv3.LbEndpoint, requireIP bool) (endpointSpec, e
 		e.weight = w.GetValue()
 	}
 	e.health = le.GetHealthStatus()
-	meta, err := flattenMetadata(le.GetMetadata())
+	meta, err := memo.flatten(le.GetMetadata())
 	if err != nil {
 		return e, fmt.Errorf("metadata.%w", err)
 	}
@@ -351,6 +359,52 @@ func validHostname(h string) bool {
 		}
 		for _, r := range label {
 			if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// metaMemo keeps the last metadata flattened within one assignment. The
+// endpoints of one workload carry the same metadata, so consecutive
+// endpoints then share one read-only map instead of each flattening and
+// keeping its own: flattening was half the cost of a 50,000-endpoint EDS
+// update with Istio-style metadata.
+type metaMemo struct {
+	src  *corev3.Metadata
+	flat map[string]string
+}
+
+func (mm *metaMemo) flatten(m *corev3.Metadata) (map[string]string, error) {
+	if mm.src != nil && sameStringMetadata(mm.src, m) {
+		return mm.flat, nil
+	}
+	flat, err := flattenMetadata(m)
+	if err != nil {
+		return nil, err
+	}
+	mm.src, mm.flat = m, flat
+	return flat, nil
+}
+
+// sameStringMetadata reports whether a and b have the same filter_metadata
+// with only string values (anything else counts as different, and is
+// flattened anew).
+func sameStringMetadata(a, b *corev3.Metadata) bool {
+	fa, fb := a.GetFilterMetadata(), b.GetFilterMetadata()
+	if len(fa) != len(fb) {
+		return false
+	}
+	for ns, sa := range fa {
+		sb, ok := fb[ns]
+		if !ok || len(sa.GetFields()) != len(sb.GetFields()) {
+			return false
+		}
+		for k, va := range sa.GetFields() {
+			x, ok1 := va.GetKind().(*structpb.Value_StringValue)
+			y, ok2 := sb.GetFields()[k].GetKind().(*structpb.Value_StringValue)
+			if !ok1 || !ok2 || x.StringValue != y.StringValue {
 				return false
 			}
 		}

@@ -157,12 +157,16 @@ func TestXDSClusterBeforeItExists(t *testing.T) {
 	a := namedUpstream(t, "a")
 	m := startMgmt(t)
 	addr := freeAddr(t)
-	m.set("1", snapshot(xdsHTTPListener(t, "http", addr, "routes", "http"), xdsRoutes("routes", "1", map[string]uint32{"later": 1})))
+	// Some other cluster exists: a server that sends no clusters at all
+	// leaves the listeners waiting for the first CDS (Envoy's order) until
+	// initial_fetch_timeout.
+	m.set("1", snapshot(xdsEDSCluster("other"), xdsEndpoints("other", a.Port),
+		xdsHTTPListener(t, "http", addr, "routes", "http"), xdsRoutes("routes", "1", map[string]uint32{"later": 1})))
 	startWeft(t, xdsBootstrap(m, false))
 	if r := get(t, client(), "http://"+addr+"/"); r.Status != 503 {
 		t.Fatalf("a route to a missing cluster: %d, want 503", r.Status)
 	}
-	m.set("2", snapshot(xdsEDSCluster("later"), xdsEndpoints("later", a.Port),
+	m.set("2", snapshot(xdsEDSCluster("other"), xdsEndpoints("other", a.Port), xdsEDSCluster("later"), xdsEndpoints("later", a.Port),
 		xdsHTTPListener(t, "http", addr, "routes", "http"), xdsRoutes("routes", "1", map[string]uint32{"later": 1})))
 	waitFor(t, 10*time.Second, "the cluster serving", func() bool {
 		r := get(t, client(), "http://"+addr+"/")
