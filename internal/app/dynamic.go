@@ -224,7 +224,7 @@ func (d *dynamic) applyRoutes(all map[string]proto.Message, changed, removed []s
 		if !ok {
 			continue
 		}
-		t, err := router.Compile(rc)
+		t, err := router.CompileValidated(rc) // the client ran ValidateAll
 		if err != nil {
 			errs = append(errs, fmt.Errorf("route config %q: %w", n, err))
 			continue

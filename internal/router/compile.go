@@ -80,6 +80,18 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 	return t, nil
 }
 
+// CompileValidated is Compile for a route configuration whose generated
+// validation rules the caller has already run (the xDS client runs
+// ValidateAll on every resource): a second pass costs about a sixth of a
+// 50,000-route update.
+func CompileValidated(rc *routev3.RouteConfiguration) (*Table, error) {
+	if rc == nil {
+		return nil, &FieldError{Err: errors.New("route configuration is nil")}
+	}
+	c := &compiler{rc: rc}
+	return c.table()
+}
+
 type compiler struct {
 	rc           *routev3.RouteConfiguration
 	mostSpecific bool
