@@ -341,7 +341,12 @@ func TestProxyEchoConcurrent(t *testing.T) {
 	if c := tp.stats.UpstreamCxTotal.Value(); c < 2 {
 		t.Errorf("upstream connections %d: with 50 in flight and 8 per connection the pool should open more", c)
 	}
+	// A request is counted once its answer has been written: the client
+	// may read the last answer a moment before that.
 	m := tp.store.RPCMethod("test", "bolt", "com.example.Echo", "echo")
+	for deadline := time.Now().Add(2 * time.Second); m.Requests.Value() != 2000 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if m.Requests.Value() != 2000 || m.Status(0).Value() != 2000 {
 		t.Errorf("method stats: requests %d, status 0: %d", m.Requests.Value(), m.Status(0).Value())
 	}
