@@ -175,17 +175,39 @@ func (c *Cluster) start() {
 // stop ends DNS and health checking, drains every host's pools and waits
 // for the cluster's goroutines.
 func (c *Cluster) stop() {
+	c.halt(nil)
+	c.wg.Wait()
+}
+
+// halt is stop without the wait. Each host of c whose address is in heirs
+// (the hosts of the cluster that replaces c, when it can reuse c's
+// connections) hands its pooled connections to that host (Host.remove)
+// instead of closing them.
+func (c *Cluster) halt(heirs map[string]*Host) {
 	c.mu.Lock()
 	c.stopped = true
 	c.cancel()
-	for _, h := range c.hosts {
-		h.remove()
-	}
-	c.stoppedHosts = c.hosts
+	hosts := c.hosts
+	c.stoppedHosts = hosts
 	c.hosts = nil
 	c.set.Store(&hostSet{})
 	c.mu.Unlock()
-	c.wg.Wait()
+	// Outside c.mu: a handover makes next's pools with the protocol
+	// layer's constructor. Nothing else touches a stopped cluster's hosts.
+	for _, h := range hosts {
+		h.remove(heirs[h.addr])
+	}
+}
+
+// hostsByAddr indexes the current members by address.
+func (c *Cluster) hostsByAddr() map[string]*Host {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[string]*Host, len(c.hosts))
+	for _, h := range c.hosts {
+		m[h.addr] = h
+	}
+	return m
 }
 
 // unexportStale unregisters the hosts of old, the cluster c replaced, that
@@ -234,7 +256,7 @@ func (c *Cluster) setMembersLocked(eps []endpointSpec) {
 	c.hosts = hosts
 	c.rebuildLocked()
 	for _, h := range old {
-		h.remove()
+		h.remove(nil)
 		c.sink.UnregisterHost(c.spec.name, h.addr)
 	}
 }

@@ -35,7 +35,21 @@ type Host struct {
 	poolMu sync.Mutex
 	// pools is copy-on-write so Pool's hit path is one atomic load and a
 	// map read, no lock.
-	pools atomic.Pointer[map[string]api.ConnPool]
+	pools atomic.Pointer[map[string]hostPool]
+}
+
+// hostPool is one protocol's pool and the constructor that made it, kept to
+// make the same kind of pool on the host that replaces this one.
+type hostPool struct {
+	pool api.ConnPool
+	mk   func(api.Host) api.ConnPool
+}
+
+// drainer is a pool that can hand its connections to the pool of the host
+// replacing its own (pool.Pool; internal/rpc's multiplexed pool is not one
+// and simply drains).
+type drainer interface {
+	DrainTo(next func() api.ConnPool)
 }
 
 // hostAttrs are the config-derived attributes, replaced as a whole.
@@ -121,14 +135,22 @@ func (h *Host) Dial(ctx context.Context) (net.Conn, error) {
 		return nil, fmt.Errorf("cluster %q: %w", c.spec.name, err)
 	}
 	h.stats.ConnTotal.Inc()
-	h.stats.ConnActive.Inc()
 	c.stats.UpstreamConnTotal.Inc()
-	c.stats.UpstreamConnActive.Inc()
+	h.connOpened()
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
-		return &tcpConn{TCPConn: tc, h: h}, nil
+		t := &tcpConn{TCPConn: tc}
+		t.h.Store(h)
+		return t, nil
 	}
-	return &conn{Conn: nc, h: h}, nil
+	t := &conn{Conn: nc}
+	t.h.Store(h)
+	return t, nil
+}
+
+func (h *Host) connOpened() {
+	h.stats.ConnActive.Inc()
+	h.c.stats.UpstreamConnActive.Inc()
 }
 
 func (h *Host) connClosed() {
@@ -136,19 +158,55 @@ func (h *Host) connClosed() {
 	h.c.stats.UpstreamConnActive.Dec()
 }
 
+// Adopt moves nc, an open connection that another Host with h's address
+// dialled (the host h replaces in a rebuilt cluster), to h: from now on h
+// and its cluster count it as active (cx_active) instead of the old host
+// and cluster, and closing it decrements theirs. cx_total is not bumped:
+// no connection was made. It returns false, changing nothing, if nc is
+// closed or not such a connection. The pool calls it when a draining pool
+// hands a connection to its successor (pool.Pool.DrainTo).
+func (h *Host) Adopt(nc net.Conn) bool {
+	var owner *atomic.Pointer[Host]
+	switch c := nc.(type) {
+	case *tcpConn:
+		owner = &c.h
+	case *conn:
+		owner = &c.h
+	default:
+		return false
+	}
+	h.connOpened() // first, so no gauge ever dips below the truth
+	for {
+		old := owner.Load()
+		if old == nil || old.addr != h.addr {
+			h.connClosed()
+			return false
+		}
+		if old == h {
+			h.connClosed()
+			return true
+		}
+		if owner.CompareAndSwap(old, h) {
+			old.connClosed()
+			return true
+		}
+	}
+}
+
 // tcpConn embeds *net.TCPConn so every TCPConn method (SyscallConn,
 // CloseWrite, ReadFrom, SetKeepAlive...) stays available; only Close is
 // wrapped to keep the active-connection gauges right.
 type tcpConn struct {
 	*net.TCPConn
-	h      *Host
-	closed atomic.Bool
+	// h is the host whose gauges count the connection; nil once closed.
+	// Adopt swaps it.
+	h atomic.Pointer[Host]
 }
 
 // Close closes the connection and, the first time, updates the gauges.
 func (c *tcpConn) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
-		c.h.connClosed()
+	if h := c.h.Swap(nil); h != nil {
+		h.connClosed()
 	}
 	return c.TCPConn.Close()
 }
@@ -158,14 +216,13 @@ func (c *tcpConn) NetConn() net.Conn { return c.TCPConn }
 
 type conn struct {
 	net.Conn
-	h      *Host
-	closed atomic.Bool
+	h atomic.Pointer[Host] // as in tcpConn
 }
 
 // Close closes the connection and, the first time, updates the gauges.
 func (c *conn) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
-		c.h.connClosed()
+	if h := c.h.Swap(nil); h != nil {
+		h.connClosed()
 	}
 	return c.Conn.Close()
 }
@@ -178,16 +235,16 @@ func (c *conn) NetConn() net.Conn { return c.Conn }
 // draining.
 func (h *Host) Pool(protocol string, mk func(api.Host) api.ConnPool) api.ConnPool {
 	if m := h.pools.Load(); m != nil {
-		if p, ok := (*m)[protocol]; ok {
-			return p
+		if e, ok := (*m)[protocol]; ok {
+			return e.pool
 		}
 	}
 	h.poolMu.Lock()
 	defer h.poolMu.Unlock()
 	old := h.pools.Load()
 	if old != nil {
-		if p, ok := (*old)[protocol]; ok {
-			return p
+		if e, ok := (*old)[protocol]; ok {
+			return e.pool
 		}
 	}
 	p := mk(h)
@@ -195,20 +252,24 @@ func (h *Host) Pool(protocol string, mk func(api.Host) api.ConnPool) api.ConnPoo
 		p.Drain()
 		return p
 	}
-	next := make(map[string]api.ConnPool, 1)
+	next := make(map[string]hostPool, 1)
 	if old != nil {
 		for k, v := range *old {
 			next[k] = v
 		}
 	}
-	next[protocol] = p
+	next[protocol] = hostPool{pool: p, mk: mk}
 	h.pools.Store(&next)
 	return p
 }
 
 // remove takes the host out of service: health checks stop and its pools
-// drain (idle connections close now, busy ones when released).
-func (h *Host) remove() {
+// drain (idle connections close now, busy ones when released). With succ,
+// the host that replaces h in a rebuilt cluster (same address, compatible
+// connection settings), pools that can hand their connections to succ's
+// pool of the same protocol, made with the same constructor, do so instead
+// of closing them. remove calls no pool constructor with a lock held.
+func (h *Host) remove(succ *Host) {
 	h.removed.Store(true)
 	if h.hcCancel != nil {
 		h.hcCancel()
@@ -217,10 +278,15 @@ func (h *Host) remove() {
 	m := h.pools.Load()
 	h.pools.Store(nil)
 	h.poolMu.Unlock()
-	if m != nil {
-		for _, p := range *m {
-			p.Drain()
+	if m == nil {
+		return
+	}
+	for protocol, e := range *m {
+		if d, ok := e.pool.(drainer); ok && succ != nil {
+			d.DrainTo(func() api.ConnPool { return succ.Pool(protocol, e.mk) })
+			continue
 		}
+		e.pool.Drain()
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/weftmesh/weft/api"
 )
@@ -125,7 +126,12 @@ func (m *Manager) Get(name string) *Cluster { return (*m.clusters.Load())[name] 
 // hosts, pools, breaker counts and health state. A changed cluster is
 // rebuilt (an EDS cluster carries its last endpoint assignment over, a DNS
 // cluster its last resolved addresses) and the old one is stopped like a
-// removed one: its health checks and DNS end and its pools drain.
+// removed one: its health checks and DNS end and its pools drain. If only
+// settings that do not shape an open connection changed (circuit breakers,
+// load balancing, connect_timeout, health checks...; see connCompatible),
+// the pooled connections of each address the rebuilt cluster still has
+// move to its host of that address instead of closing, so a config push
+// does not make every upstream connection reconnect.
 func (m *Manager) Update(clusters []*clusterv3.Cluster) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -196,20 +202,38 @@ func (m *Manager) apply(old, next map[string]*Cluster, clusters []*clusterv3.Clu
 		m.lastErr = errors.Join(errs...)
 		return m.lastErr
 	}
+	// heirs are, per replaced cluster whose connections its successor can
+	// reuse, the successor's hosts by address: found before the swap, so
+	// that the handover right after it is quick (requests that reach the
+	// successor before it dial new connections).
+	var heirs map[string]map[string]*Host
 	for _, c := range fresh {
-		if oc, ok := old[c.spec.name]; ok {
+		oc, ok := old[c.spec.name]
+		if ok {
 			c.inherit(oc)
 		}
 		c.start()
+		if ok && oc.spec.connCompatible(c.spec) {
+			if heirs == nil {
+				heirs = map[string]map[string]*Host{}
+			}
+			heirs[c.spec.name] = c.hostsByAddr()
+		}
 	}
 	m.clusters.Store(&next)
+	// Halt every replaced cluster before waiting for any.
+	for name, oc := range old {
+		if next[name] != oc {
+			oc.halt(heirs[name])
+		}
+	}
 	for name, oc := range old {
 		switch nc := next[name]; {
 		case nc == nil:
-			oc.stop()
+			oc.wg.Wait()
 			m.opts.Stats.UnregisterCluster(name)
 		case nc != oc:
-			oc.stop()
+			oc.wg.Wait()
 			nc.unexportStale(oc)
 		}
 	}
@@ -237,6 +261,71 @@ func (c *Cluster) inherit(old *Cluster) {
 			}
 		}
 	}
+}
+
+// connIgnored are the Cluster fields that do not shape an open upstream
+// connection: a rebuilt cluster that differs from the one it replaces only
+// in these keeps the old cluster's connections. Any other difference (a
+// field not listed here included) drains them, the safe side.
+var connIgnored = map[protoreflect.Name]bool{
+	"type":                          true, // the addresses decide, not how they were learnt
+	"cluster_type":                  true,
+	"eds_cluster_config":            true,
+	"connect_timeout":               true, // only for new connections
+	"lb_policy":                     true,
+	"load_assignment":               true, // hosts are matched by address
+	"health_checks":                 true,
+	"circuit_breakers":              true, // breaker units move with the connection
+	"dns_refresh_rate":              true,
+	"dns_failure_refresh_rate":      true,
+	"respect_dns_ttl":               true,
+	"dns_lookup_family":             true,
+	"dns_resolvers":                 true,
+	"use_tcp_for_dns_lookups":       true,
+	"dns_resolution_config":         true,
+	"typed_dns_resolver_config":     true,
+	"wait_for_warm_on_init":         true,
+	"outlier_detection":             true,
+	"cleanup_interval":              true,
+	"lb_subset_config":              true,
+	"ring_hash_lb_config":           true,
+	"maglev_lb_config":              true,
+	"original_dst_lb_config":        true,
+	"least_request_lb_config":       true,
+	"round_robin_lb_config":         true,
+	"common_lb_config":              true,
+	"load_balancing_policy":         true,
+	"metadata":                      true,
+	"alt_stat_name":                 true,
+	"track_timeout_budgets":         true,
+	"track_cluster_stats":           true,
+	"ignore_health_on_host_removal": true,
+}
+
+// connCompatible reports whether connections made for a cluster with spec
+// s may serve one with spec n: the same pool settings (Limits aside), TCP
+// keepalive, and the same Cluster proto apart from connIgnored fields
+// (protocol options, upstream connection options, transport socket...).
+func (s *spec) connCompatible(n *spec) bool {
+	if s.pool != n.pool || (s.keepAlive == nil) != (n.keepAlive == nil) ||
+		(s.keepAlive != nil && *s.keepAlive != *n.keepAlive) {
+		return false
+	}
+	return proto.Equal(connFields(s.proto), connFields(n.proto))
+}
+
+// connFields is a shallow copy of c's fields that connIgnored does not
+// list; it shares their values with c, so it must not be modified.
+func connFields(c *clusterv3.Cluster) *clusterv3.Cluster {
+	out := &clusterv3.Cluster{}
+	dst := out.ProtoReflect()
+	c.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if !connIgnored[fd.Name()] {
+			dst.Set(fd, v)
+		}
+		return true
+	})
+	return out
 }
 
 // UpdateEndpoints replaces the endpoints of EDS cluster name with cla (the

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftmesh/weft/api"
@@ -66,6 +67,19 @@ type Pool struct {
 	waiters  []*waiter
 	conns    map[*Conn]struct{} // every open conn, idle or busy
 	draining bool
+	// next, set by DrainTo, takes the connections put back while p drains.
+	next *Pool
+	// heir is set once p is another pool's next: connections may still
+	// come, so p's own DrainTo must pass them on even if p has none.
+	heir bool
+}
+
+// adopter is a host that can take over a connection that another host of
+// the same address dialled (upstream.Host does): from then on the
+// connection counts in its stats. DrainTo hands connections only to a pool
+// whose host is one.
+type adopter interface {
+	Adopt(nc net.Conn) bool
 }
 
 var _ api.ConnPool = (*Pool)(nil)
@@ -84,11 +98,13 @@ type Conn struct {
 	net.Conn
 	// State is the protocol's per-connection state (for HTTP/1 its
 	// response reader); it lives as long as the connection, across reuse.
-	State  any
-	p      *Pool
+	State any
+	// p is the owning pool; it changes only when DrainTo hands the
+	// connection to the next pool, while nobody holds it.
+	p      atomic.Pointer[Pool]
 	served int
-	state  connState // guarded by p.mu
-	idleAt time.Time // guarded by p.mu
+	state  connState // guarded by the owning pool's mu
+	idleAt time.Time // guarded by the owning pool's mu
 	timer  *time.Timer
 	peeker
 }
@@ -209,7 +225,8 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 		return nil, err // Host.Dial names the cluster and address
 
 	}
-	c := &Conn{Conn: nc, p: p, served: 1, state: stateBusy}
+	c := &Conn{Conn: nc, served: 1, state: stateBusy}
+	c.p.Store(p)
 	c.initPeek()
 	p.mu.Lock()
 	if p.draining {
@@ -274,22 +291,37 @@ func (p *Pool) cancelWait(w *waiter) *Conn {
 
 // Put returns c to the pool. A reusable connection goes to a waiter or the
 // idle list; otherwise (or when the pool drains, or c reached
-// MaxRequestsPerConn) it is closed. Put after Close is a no-op.
+// MaxRequestsPerConn) it is closed, unless the pool drains into a next one
+// (DrainTo), which then takes it. Put after Close is a no-op.
 func (p *Pool) Put(c *Conn, reusable bool) {
 	p.mu.Lock()
 	if c.state != stateBusy {
 		p.mu.Unlock()
 		return
 	}
-	if !reusable || p.draining || (p.cfg.MaxRequestsPerConn > 0 && c.served >= p.cfg.MaxRequestsPerConn) {
+	if !reusable || (p.draining && p.next == nil) || (p.cfg.MaxRequestsPerConn > 0 && c.served >= p.cfg.MaxRequestsPerConn) {
 		p.forget(c)
 		p.mu.Unlock()
 		p.closeConn(c)
 		return
 	}
+	if p.draining {
+		next := p.next
+		p.mu.Unlock()
+		p.handOver(c, next, 0)
+		return
+	}
+	p.idleLocked(c, 0)
+}
+
+// idleLocked gives c, a connection of p that nobody holds, to the first
+// waiter or makes it idle, as if for idleFor already (0 when just put
+// back), and unlocks p.mu.
+func (p *Pool) idleLocked(c *Conn, idleFor time.Duration) {
 	if len(p.waiters) > 0 {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
+		c.state = stateBusy
 		p.mu.Unlock()
 		w.ch <- c
 		return
@@ -297,18 +329,19 @@ func (p *Pool) Put(c *Conn, reusable bool) {
 	c.state = stateIdle
 	p.idle = append(p.idle, c)
 	if p.cfg.IdleTimeout > 0 {
-		c.idleAt = time.Now()
+		c.idleAt = time.Now().Add(-idleFor)
+		left := max(p.cfg.IdleTimeout-idleFor, 0)
 		if c.timer == nil {
-			c.timer = time.AfterFunc(p.cfg.IdleTimeout, c.expire)
+			c.timer = time.AfterFunc(left, c.expire)
 		} else {
-			c.timer.Reset(p.cfg.IdleTimeout)
+			c.timer.Reset(left)
 		}
 	}
 	p.mu.Unlock()
 }
 
 // Release is shorthand for c's pool's Put.
-func (c *Conn) Release(reusable bool) { c.p.Put(c, reusable) }
+func (c *Conn) Release(reusable bool) { c.p.Load().Put(c, reusable) }
 
 // Served is how many requests (Gets) this connection has carried.
 func (c *Conn) Served() int { return c.served }
@@ -316,9 +349,9 @@ func (c *Conn) Served() int { return c.served }
 // expire closes c if it is still idle and has been for IdleTimeout. It runs
 // on c's timer; a stale firing after c was reused and re-idled re-arms.
 func (c *Conn) expire() {
-	p := c.p
+	p := c.p.Load()
 	p.mu.Lock()
-	if c.state != stateIdle {
+	if c.p.Load() != p || c.state != stateIdle {
 		p.mu.Unlock()
 		return
 	}
@@ -386,6 +419,141 @@ func (p *Pool) Drain() {
 	for _, w := range waiters {
 		w.ch <- nil
 	}
+}
+
+// DrainTo drains p like Drain, except that its connections go to the pool
+// next returns (the pool of the host that replaces p's host, for the same
+// address and protocol) instead of closing: the idle ones now, the busy
+// ones when they are Put back reusable. That keeps a cluster's connections
+// across a config change that rebuilds its hosts (xDS hitless update).
+//
+// next is called at most once, outside p's lock, and only if p has
+// connections (or may still get some, being another pool's next). If it
+// returns anything but a *Pool with the same settings (Limits aside) whose
+// host can adopt connections, DrainTo is Drain. Each connection moves from
+// p's breaker to next's: if next's max_connections is full, or next
+// drains, the connection is closed instead. A moved idle connection keeps
+// its idle clock. Waiting callers get ErrClosed, as with Drain.
+func (p *Pool) DrainTo(next func() api.ConnPool) {
+	p.mu.Lock()
+	pass := len(p.conns) > 0 || p.heir
+	draining := p.draining
+	p.mu.Unlock()
+	if draining {
+		return
+	}
+	var n *Pool
+	if pass {
+		n, _ = next().(*Pool)
+	}
+	if n == nil || n == p || !n.accepts(p) {
+		p.Drain()
+		return
+	}
+	n.mu.Lock()
+	n.heir = true
+	n.mu.Unlock()
+	p.mu.Lock()
+	if p.draining {
+		p.mu.Unlock()
+		return
+	}
+	p.draining = true
+	p.next = n
+	idle := p.idle
+	p.idle = nil
+	idleFor := make([]time.Duration, len(idle))
+	for i, c := range idle {
+		c.state = stateBusy // as if taken: handOver moves busy conns
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		idleFor[i] = time.Since(c.idleAt) // meaningless (unused) without an idle timeout
+	}
+	waiters := p.waiters
+	p.waiters = nil
+	p.mu.Unlock()
+	for _, w := range waiters {
+		w.ch <- nil
+	}
+	for i, c := range idle {
+		p.handOver(c, n, idleFor[i])
+	}
+}
+
+// accepts reports whether p can take connections made for old: the same
+// connection settings and a host that adopts connections.
+func (p *Pool) accepts(old *Pool) bool {
+	if _, ok := p.host.(adopter); !ok {
+		return false
+	}
+	return p.cfg.IdleTimeout == old.cfg.IdleTimeout &&
+		p.cfg.MaxRequestsPerConn == old.cfg.MaxRequestsPerConn &&
+		p.cfg.TrustIdle == old.cfg.TrustIdle
+}
+
+// handOver moves c, a busy connection of p that nobody holds, to n, as
+// idle for idleFor already: its breaker unit moves from p's limits to n's, its stats to n's
+// host. If n has no room or no longer takes connections, c is closed. If n
+// drains into a pool of its own (a second config change while c was busy),
+// c goes to the last pool of that chain.
+func (p *Pool) handOver(c *Conn, n *Pool, idleFor time.Duration) {
+	n, open := n.last()
+	if !open || !n.limits.TryAcquire(api.ResConnections) {
+		p.drop(c)
+		return
+	}
+	if !n.host.(adopter).Adopt(c.Conn) {
+		n.limits.Release(api.ResConnections)
+		p.drop(c)
+		return
+	}
+	p.mu.Lock()
+	if c.state == stateClosed { // Close took it meanwhile
+		p.mu.Unlock()
+		n.limits.Release(api.ResConnections)
+		n.wakeOne()
+		return
+	}
+	p.forget(c)
+	c.p.Store(n) // under p.mu: a concurrent expire sees either owner consistently
+	p.mu.Unlock()
+	p.limits.Release(api.ResConnections)
+	p.wakeOne()
+	n.mu.Lock()
+	if n.draining {
+		n.mu.Unlock()
+		n.closeConn(c)
+		return
+	}
+	n.conns[c] = struct{}{}
+	n.idleLocked(c, idleFor)
+}
+
+// last follows DrainTo successors from p to the pool that has none, and
+// says whether that one still takes connections.
+func (p *Pool) last() (last *Pool, open bool) {
+	for {
+		p.mu.Lock()
+		next, draining := p.next, p.draining
+		p.mu.Unlock()
+		if next == nil {
+			return p, !draining
+		}
+		p = next
+	}
+}
+
+// drop closes c, a busy connection of p, unless Close got it first.
+func (p *Pool) drop(c *Conn) {
+	p.mu.Lock()
+	if c.state == stateClosed {
+		p.mu.Unlock()
+		return
+	}
+	p.forget(c)
+	p.mu.Unlock()
+	p.closeConn(c)
 }
 
 // Close drains the pool and closes busy connections too.
