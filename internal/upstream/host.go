@@ -30,6 +30,7 @@ type Host struct {
 
 	hcMu      sync.Mutex
 	hcReasons []string           // per check, "" when passing
+	hcSeeded  bool               // health carried over from a replaced cluster
 	hcCancel  context.CancelFunc // guarded by c.mu
 
 	poolMu sync.Mutex
@@ -71,6 +72,15 @@ func newHost(c *Cluster, e endpointSpec) *Host {
 	if n := len(c.spec.healthChecks); n > 0 {
 		h.hcFailed.Store(1<<n - 1)
 		h.hcReasons = make([]string, n)
+		if seed, ok := c.healthSeed[e.addr]; ok {
+			// The cluster this one replaced had checked this address with
+			// the same health checks: keep its verdict rather than start
+			// every host unhealthy on a config push.
+			h.hcFailed.Store(seed.failed)
+			copy(h.hcReasons, seed.reasons)
+			h.hcChecked.Store(true)
+			h.hcSeeded = true
+		}
 	}
 	return h
 }

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -247,11 +248,29 @@ func (m *Manager) apply(old, next map[string]*Cluster, clusters []*clusterv3.Clu
 // inherit carries what the replaced cluster learned at run time: EDS
 // endpoints or resolved DNS addresses, so a config change does not empty
 // the cluster until the next push or lookup.
+// hostHealth is a host's health check state carried to its successor.
+type hostHealth struct {
+	failed  uint32
+	reasons []string
+}
+
 func (c *Cluster) inherit(old *Cluster) {
 	old.mu.Lock()
 	defer old.mu.Unlock()
+	if n := len(c.spec.healthChecks); n > 0 && len(old.spec.healthChecks) == n &&
+		sameHealthChecks(c.spec.proto.GetHealthChecks(), old.spec.proto.GetHealthChecks()) {
+		c.healthSeed = make(map[string]hostHealth, len(old.hosts))
+		for _, h := range old.hosts {
+			if !h.hcChecked.Load() {
+				continue
+			}
+			h.hcMu.Lock()
+			c.healthSeed[h.addr] = hostHealth{failed: h.hcFailed.Load(), reasons: slices.Clone(h.hcReasons)}
+			h.hcMu.Unlock()
+		}
+	}
 	if c.spec.discovery == discoveryEDS && old.spec.discovery == discoveryEDS {
-		c.lastCLA = old.lastCLA
+		c.lastEPs = old.lastEPs
 	}
 	if len(old.dnsCache) > 0 && (c.spec.discovery == discoveryStrictDNS || c.spec.discovery == discoveryLogicalDNS) {
 		c.dnsCache = make(map[string][]netip.Addr, len(old.dnsCache))
@@ -261,6 +280,10 @@ func (c *Cluster) inherit(old *Cluster) {
 			}
 		}
 	}
+}
+
+func sameHealthChecks(a, b []*corev3.HealthCheck) bool {
+	return slices.EqualFunc(a, b, func(x, y *corev3.HealthCheck) bool { return proto.Equal(x, y) })
 }
 
 // connIgnored are the Cluster fields that do not shape an open upstream
@@ -333,9 +356,8 @@ func connFields(c *clusterv3.Cluster) *clusterv3.Cluster {
 // pools and health state; attributes (weight, metadata, locality, health
 // status) are updated. An invalid assignment changes nothing, and its
 // error (naming the field path) shows in the cluster's admin status until
-// the next good one. The manager keeps cla (to seed a rebuilt cluster): the
-// caller must not change it afterwards. Not copying it halves the cost of
-// an update and a copy of every endpoint per cluster.
+// the next good one. The manager keeps the parsed endpoints (to seed a
+// rebuilt cluster), not cla, which the caller may keep or drop.
 func (m *Manager) UpdateEndpoints(name string, cla *endpointv3.ClusterLoadAssignment) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -355,7 +377,7 @@ func (m *Manager) UpdateEndpoints(name string, cla *endpointv3.ClusterLoadAssign
 		return err
 	}
 	c.lastErr = ""
-	c.lastCLA = cla
+	c.lastEPs = eps
 	c.setMembersLocked(eps)
 	return nil
 }

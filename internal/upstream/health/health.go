@@ -367,8 +367,23 @@ type Result struct {
 // takes HealthyThreshold consecutive passes to become healthy and
 // UnhealthyThreshold consecutive failures to become unhealthy.
 func Run(ctx context.Context, c *Config, dial DialFunc, addr string, report func(Result)) {
+	RunFrom(ctx, c, dial, addr, nil, report)
+}
+
+// RunFrom is Run starting from a known verdict (nil: never checked), as
+// when a rebuilt cluster carries a host's health over: the first check
+// then counts against the thresholds instead of deciding alone.
+func RunFrom(ctx context.Context, c *Config, dial DialFunc, addr string, healthy *bool, report func(Result)) {
 	var t Thresholds
 	t.Init(c)
+	if healthy != nil {
+		t.checked, t.isHealthy = true, *healthy
+		if *healthy {
+			t.passes = t.healthy
+		} else {
+			t.fails = t.unhealthy
+		}
+	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
