@@ -54,19 +54,25 @@ type parsedListener struct {
 	fallback *parsedChain
 }
 
+// filters lists the parsed configs of every filter of every chain.
+func (pl parsedListener) filters() []parsedFilter {
+	var out []parsedFilter
+	for _, c := range pl.chains {
+		out = append(out, c.filters...)
+	}
+	if pl.fallback != nil {
+		out = append(out, pl.fallback.filters...)
+	}
+	return out
+}
+
 // warnings lists what the listener's filters accepted with a warning.
 func (pl parsedListener) warnings() []string {
 	var out []string
-	chains := pl.chains
-	if pl.fallback != nil {
-		chains = append(chains[:len(chains):len(chains)], *pl.fallback)
-	}
-	for _, c := range chains {
-		for _, f := range c.filters {
-			if w, ok := f.parsed.(Warner); ok {
-				for _, m := range w.Warnings() {
-					out = append(out, "listener "+pl.pb.GetName()+": "+m)
-				}
+	for _, f := range pl.filters() {
+		if w, ok := f.parsed.(Warner); ok {
+			for _, m := range w.Warnings() {
+				out = append(out, "listener "+pl.pb.GetName()+": "+m)
 			}
 		}
 	}
@@ -82,15 +88,9 @@ type RouteNamer interface {
 // routeNames lists the RDS route configs the listener's filters name.
 func (pl parsedListener) routeNames() []string {
 	var out []string
-	chains := pl.chains
-	if pl.fallback != nil {
-		chains = append(chains[:len(chains):len(chains)], *pl.fallback)
-	}
-	for _, c := range chains {
-		for _, f := range c.filters {
-			if rn, ok := f.parsed.(RouteNamer); ok {
-				out = append(out, rn.RouteNames()...)
-			}
+	for _, f := range pl.filters() {
+		if rn, ok := f.parsed.(RouteNamer); ok {
+			out = append(out, rn.RouteNames()...)
 		}
 	}
 	return out

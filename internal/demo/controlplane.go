@@ -17,7 +17,6 @@ package demo
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -105,30 +104,10 @@ func (c *cpDemo) close() {
 // startXDSSidecar runs sidecar-xds: a bootstrap with nothing but the
 // control plane's address.
 func (c *cpDemo) startXDSSidecar(o Options, adminPort int) (*app.App, error) {
-	host, port, err := net.SplitHostPort(c.srv.XDSAddr())
+	cfg, err := controlplane.SidecarBootstrap(sidecarXDS, c.srv.XDSAddr(), adminPort, false)
 	if err != nil {
 		return nil, err
 	}
-	cfg := fmt.Sprintf(`# %s: everything comes from the control plane (ADS).
-node: {id: %s, cluster: demo}
-admin: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}
-dynamic_resources:
-  ads_config: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds}}]}
-  lds_config: {ads: {}, resource_api_version: V3}
-  cds_config: {ads: {}, resource_api_version: V3}
-static_resources:
-  clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: xds
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %s, port_value: %s}}}}]}]
-`, sidecarXDS, sidecarXDS, adminPort, host, port)
 	path := filepath.Join(o.Dir, sidecarXDS+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err

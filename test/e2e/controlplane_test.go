@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftmesh/weft/internal/controlplane"
 	"github.com/weftmesh/weft/sdk"
 	"github.com/weftmesh/weft/test/rpcpeer"
 )
@@ -95,27 +96,11 @@ func (cp *controlPlane) status(t *testing.T) string {
 // cpSidecar starts a weft that takes everything from cp as node id.
 func cpSidecar(t *testing.T, cp *controlPlane, id string) *Weft {
 	t.Helper()
-	host, port, _ := strings.Cut(cp.XDS, ":")
-	return startWeft(t, fmt.Sprintf(`
-node: {id: %s, cluster: e2e}
-admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}
-dynamic_resources:
-  ads_config: {api_type: GRPC, transport_api_version: V3, grpc_services: [{envoy_grpc: {cluster_name: xds}}]}
-  lds_config: {ads: {}, resource_api_version: V3}
-  cds_config: {ads: {}, resource_api_version: V3}
-static_resources:
-  clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: xds
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %s, port_value: %s}}}}]}]
-`, id, host, port))
+	b, err := controlplane.SidecarBootstrap(id, cp.XDS, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startWeft(t, b)
 }
 
 // TestControlPlaneRules: the real weft against the real `weft

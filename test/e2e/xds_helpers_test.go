@@ -25,6 +25,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/internal/controlplane"
 )
 
 // mgmt is go-control-plane's own management server (snapshot cache, ADS,
@@ -162,34 +164,11 @@ func (m *mgmt) waitAck(version string, typeURLs ...string) {
 
 // xdsBootstrap is a sidecar bootstrap that takes everything from m over ADS.
 func xdsBootstrap(m *mgmt, delta bool) string {
-	api := "GRPC"
-	if delta {
-		api = "DELTA_GRPC"
+	b, err := controlplane.SidecarBootstrap(xdsNode, m.Addr, 0, delta)
+	if err != nil {
+		m.t.Fatal(err)
 	}
-	host, port, _ := net.SplitHostPort(m.Addr)
-	return fmt.Sprintf(`
-node: {id: %s, cluster: test}
-admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}
-dynamic_resources:
-  ads_config:
-    api_type: %s
-    transport_api_version: V3
-    grpc_services: [{envoy_grpc: {cluster_name: xds}}]
-  lds_config: {ads: {}, resource_api_version: V3}
-  cds_config: {ads: {}, resource_api_version: V3}
-static_resources:
-  clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: xds
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %s, port_value: %s}}}}]}]
-`, xdsNode, api, host, port)
+	return b
 }
 
 // Resource builders for the tests.
