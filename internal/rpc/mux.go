@@ -58,6 +58,9 @@ type muxPool struct {
 	mu     sync.Mutex
 	conns  []*muxConn
 	closed bool
+	// heir gives the pool of the host that replaced this one when a
+	// cluster was rebuilt (DrainTo); connections move there once idle.
+	heir func() api.ConnPool
 }
 
 func newMuxPool(h api.Host, c api.Codec, cfg *PoolConfig, st *stats.RPCStats, cl api.Cluster, frames *sync.Pool, log func(string, ...any)) *muxPool {
@@ -90,7 +93,8 @@ func (p *muxPool) acquire(ctx context.Context) (*muxConn, error) {
 	}
 	if best == nil || best.reserved >= p.cfg.MaxRequestsPerConn && live < p.cfg.MaxConnsPerHost {
 		if p.cl == nil || p.cl.TryAcquire(api.ResConnections) {
-			c := &muxConn{p: p, ready: make(chan struct{}), pending: map[uint32]*call{}, breaker: p.cl != nil, lastUse: time.Now()}
+			c := &muxConn{ready: make(chan struct{}), pending: map[uint32]*call{}, breaker: p.cl != nil, lastUse: time.Now()}
+			c.pp.Store(p)
 			c.reserved = 1
 			p.conns = append(p.conns, c)
 			p.mu.Unlock()
@@ -122,11 +126,20 @@ func (p *muxPool) acquire(ctx context.Context) (*muxConn, error) {
 
 // release gives back a slot taken by acquire.
 func (p *muxPool) release(c *muxConn) {
-	p.mu.Lock()
+	p = c.lockPool()
 	c.reserved--
 	c.lastUse = time.Now()
-	closeNow := c.evicting && c.reserved == 0 && !c.dead
+	idle := c.reserved == 0 && !c.dead
+	closeNow := c.evicting && idle
+	var heir func() api.ConnPool
+	if idle && c.moving {
+		heir = p.heir
+	}
 	p.mu.Unlock()
+	if heir != nil {
+		p.handOver(c, heir)
+		return
+	}
 	if closeNow {
 		c.close(errEvicted)
 	}
@@ -158,6 +171,89 @@ func (p *muxPool) Drain() {
 	}
 }
 
+// DrainTo hands the pool's connections to the pool next returns (the
+// same address's host in a rebuilt cluster): idle ones now, busy ones
+// when their last request is answered. A connection the successor cannot
+// take (other settings, its breaker full) is evicted as Drain does, so a
+// config push that only changed breakers or load balancing does not
+// reconnect every upstream connection.
+func (p *muxPool) DrainTo(next func() api.ConnPool) {
+	p.mu.Lock()
+	p.closed = true
+	p.heir = next
+	var idle []*muxConn
+	for _, c := range p.conns {
+		if c.dead || c.evicting {
+			continue
+		}
+		if c.reserved == 0 {
+			idle = append(idle, c)
+		} else {
+			c.moving = true
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range idle {
+		p.handOver(c, next)
+	}
+}
+
+// handOver moves idle connection c to the successor pool, or evicts it.
+// Locks: p.mu then the successor's, never the other way round.
+func (p *muxPool) handOver(c *muxConn, next func() api.ConnPool) {
+	np, ok := next().(*muxPool)
+	if !ok || np == p || np.codec.Name() != p.codec.Name() || np.stats != p.stats || *np.cfg != *p.cfg {
+		c.evict()
+		return
+	}
+	if np.cl != nil && !np.cl.TryAcquire(api.ResConnections) {
+		c.evict()
+		return
+	}
+	undo := func() {
+		if np.cl != nil {
+			np.cl.Release(api.ResConnections)
+		}
+	}
+	p.mu.Lock()
+	if c.pp.Load() != p || c.dead || c.evicting || c.reserved != 0 {
+		p.mu.Unlock()
+		undo()
+		return
+	}
+	np.mu.Lock()
+	if np.closed {
+		np.mu.Unlock()
+		p.mu.Unlock()
+		undo()
+		c.evict()
+		return
+	}
+	for i, x := range p.conns {
+		if x == c {
+			p.conns = append(p.conns[:i], p.conns[i+1:]...)
+			break
+		}
+	}
+	np.conns = append(np.conns, c)
+	held := c.breaker
+	c.moving, c.breaker = false, np.cl != nil
+	c.pp.Store(np)
+	np.mu.Unlock()
+	p.mu.Unlock()
+	np.host.Stats().ConnActive.Inc()
+	p.host.Stats().ConnActive.Dec()
+	if np.cl != nil {
+		np.cl.Stats().UpstreamConnActive.Inc()
+	}
+	if p.cl != nil {
+		p.cl.Stats().UpstreamConnActive.Dec()
+		if held {
+			p.cl.Release(api.ResConnections)
+		}
+	}
+}
+
 // Close implements api.ConnPool: every connection closes now and its
 // requests fail.
 func (p *muxPool) Close() {
@@ -186,13 +282,16 @@ func (p *muxPool) Evict() {
 // heartbeats and the idle timeout, and a batching writer shared by every
 // request.
 type muxConn struct {
-	p       *muxPool
+	// pp is the pool the connection belongs to: it changes once at most,
+	// when a rebuilt cluster's pool takes the connection over (DrainTo).
+	pp      atomic.Pointer[muxPool]
 	ready   chan struct{} // closed when the dial finished
 	dialErr error
 	w       batchWriter
 	breaker bool // holds a ResConnections unit
 
-	// guarded by p.mu
+	// guarded by the owning pool's mu (lockPool)
+	moving   bool // to be handed to the pool's heir once idle
 	reserved int
 	evicting bool
 	dead     bool
@@ -208,37 +307,53 @@ type muxConn struct {
 	once     sync.Once
 }
 
+// pool is the pool c belongs to now.
+func (c *muxConn) pool() *muxPool { return c.pp.Load() }
+
+// lockPool locks the pool c belongs to and returns it; the fields guarded
+// by the pool's mu may then be used (c cannot move while it is held).
+func (c *muxConn) lockPool() *muxPool {
+	for {
+		p := c.pp.Load()
+		p.mu.Lock()
+		if c.pp.Load() == p {
+			return p
+		}
+		p.mu.Unlock()
+	}
+}
+
 func (c *muxConn) dial(ctx context.Context) {
 	defer close(c.ready)
-	nc, err := c.p.host.Dial(ctx)
+	nc, err := c.pool().host.Dial(ctx)
 	if err != nil {
 		c.dialErr = errConnect
-		c.p.host.Stats().ConnFailure.Inc()
-		if c.p.cl != nil {
-			c.p.cl.Stats().UpstreamConnFailure.Inc()
+		c.pool().host.Stats().ConnFailure.Inc()
+		if c.pool().cl != nil {
+			c.pool().cl.Stats().UpstreamConnFailure.Inc()
 		}
-		c.p.mu.Lock()
+		p := c.lockPool()
 		c.dead = true
-		c.p.mu.Unlock()
-		c.p.remove(c)
+		p.mu.Unlock()
+		p.remove(c)
 		if c.breaker {
-			c.p.cl.Release(api.ResConnections)
+			p.cl.Release(api.ResConnections)
 		}
 		return
 	}
-	c.p.stats.UpstreamCxTotal.Inc()
-	c.p.stats.UpstreamCxActive.Inc()
-	c.p.host.Stats().ConnTotal.Inc()
-	c.p.host.Stats().ConnActive.Inc()
-	if c.p.cl != nil {
-		c.p.cl.Stats().UpstreamConnTotal.Inc()
-		c.p.cl.Stats().UpstreamConnActive.Inc()
+	c.pool().stats.UpstreamCxTotal.Inc()
+	c.pool().stats.UpstreamCxActive.Inc()
+	c.pool().host.Stats().ConnTotal.Inc()
+	c.pool().host.Stats().ConnActive.Inc()
+	if c.pool().cl != nil {
+		c.pool().cl.Stats().UpstreamConnTotal.Inc()
+		c.pool().cl.Stats().UpstreamConnActive.Inc()
 	}
-	c.w = batchWriter{nc: nc, timeout: c.p.cfg.WriteTimeout, max: c.p.cfg.MaxWriteBacklog, refuse: true,
+	c.w = batchWriter{nc: nc, timeout: c.pool().cfg.WriteTimeout, max: c.pool().cfg.MaxWriteBacklog, refuse: true,
 		onErr: func(err error) { c.close(err) }}
 	// A provider that stops taking requests fails the connection (its
 	// requests get error replies) instead of holding them unsent.
-	_ = network.SetUserTimeout(nc, c.p.cfg.WriteTimeout)
+	_ = network.SetUserTimeout(nc, c.pool().cfg.WriteTimeout)
 	c.stop = make(chan struct{})
 	c.lastRead.Store(time.Now().UnixNano())
 	go c.readLoop()
@@ -261,7 +376,7 @@ func (c *muxConn) send(req api.Frame, cl *call) (uint32, error) {
 	c.mu.Unlock()
 	orig := req.RequestID()
 	req.SetRequestID(uint64(id))
-	err := c.w.write(c.p.codec, req)
+	err := c.w.write(c.pool().codec, req)
 	req.SetRequestID(orig)
 	if err != nil {
 		if cl != nil && !c.forget(id, cl) {
@@ -304,7 +419,7 @@ func (c *muxConn) forget(id uint32, cl *call) bool {
 }
 
 func (c *muxConn) readLoop() {
-	p := c.p
+	p := c.pool()
 	codec := p.codec
 	buf := make([]byte, 0, 16<<10)
 	f := p.frames.Get().(api.Frame)
@@ -350,7 +465,7 @@ const keepReadBuf = 64 << 10
 // dispatch handles one frame read from upstream and returns the frame to
 // decode into next (a fresh one when f was handed to a waiting call).
 func (c *muxConn) dispatch(f api.Frame) api.Frame {
-	p := c.p
+	p := c.pool()
 	switch f.Kind() {
 	case api.KindResponse, api.KindHeartbeatReply:
 		id := uint32(f.RequestID())
@@ -387,7 +502,7 @@ func (c *muxConn) dispatch(f api.Frame) api.Frame {
 // sign of life (any frame counts), and closes it when it has had nothing
 // in flight for IdleTimeout.
 func (c *muxConn) maintain() {
-	cfg := c.p.cfg
+	cfg := c.pool().cfg
 	tick := time.Second
 	if cfg.HeartbeatInterval > 0 && cfg.HeartbeatInterval/4 < tick {
 		tick = max(cfg.HeartbeatInterval/4, time.Millisecond)
@@ -405,12 +520,12 @@ func (c *muxConn) maintain() {
 		case <-c.stop:
 			return
 		case now := <-t.C:
-			c.p.mu.Lock()
+			p := c.lockPool()
 			evicting := c.evicting
 			idle := c.reserved == 0 && now.Sub(c.lastUse) >= cfg.IdleTimeout
-			c.p.mu.Unlock()
+			p.mu.Unlock()
 			if cfg.IdleTimeout > 0 && idle {
-				c.p.stats.UpstreamCxIdleTimeout.Inc()
+				c.pool().stats.UpstreamCxIdleTimeout.Inc()
 				c.close(errIdle)
 				return
 			}
@@ -424,8 +539,8 @@ func (c *muxConn) maintain() {
 			case !sentAt.IsZero() && now.Sub(sentAt) >= cfg.HeartbeatInterval:
 				misses++
 				if misses >= cfg.HeartbeatMisses {
-					c.p.stats.UpstreamCxHeartbeatFail.Inc()
-					c.p.log("rpc: upstream missed heartbeats, closing", "host", c.p.host.Address(), "misses", misses)
+					c.pool().stats.UpstreamCxHeartbeatFail.Inc()
+					c.pool().log("rpc: upstream missed heartbeats, closing", "host", c.pool().host.Address(), "misses", misses)
 					c.close(errHeartbeat)
 					return
 				}
@@ -459,15 +574,14 @@ func (c *muxConn) heartbeat(prev uint32) uint32 {
 	id := c.nextIDLocked()
 	c.pending[id] = hbCall
 	c.mu.Unlock()
-	_ = c.w.write(c.p.codec, c.p.codec.Heartbeat(uint64(id)))
+	_ = c.w.write(c.pool().codec, c.pool().codec.Heartbeat(uint64(id)))
 	return id
 }
 
 // evict stops heartbeats and new requests; the connection closes once its
 // requests are answered.
 func (c *muxConn) evict() {
-	p := c.p
-	p.mu.Lock()
+	p := c.lockPool()
 	c.evicting = true
 	closeNow := c.reserved == 0 && !c.dead
 	p.mu.Unlock()
@@ -479,8 +593,7 @@ func (c *muxConn) evict() {
 // close shuts the connection and fails every pending call with errReset.
 func (c *muxConn) close(reason error) {
 	c.once.Do(func() {
-		p := c.p
-		p.mu.Lock()
+		p := c.lockPool()
 		c.dead = true
 		p.mu.Unlock()
 		p.remove(c)

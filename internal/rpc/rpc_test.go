@@ -167,6 +167,7 @@ type testProxy struct {
 	stats *stats.RPCStats
 	store *stats.Store
 	p     *Proxy
+	cm    *upstream.Manager
 }
 
 func startProxy(tb testing.TB, rc *routev3.RouteConfiguration, pool PoolConfig, clusters ...*clusterv3.Cluster) *testProxy {
@@ -204,7 +205,7 @@ func startProxy(tb testing.TB, rc *routev3.RouteConfiguration, pool PoolConfig, 
 			go p.ServeConn(ctx, c)
 		}
 	}()
-	return &testProxy{addr: ln.Addr().String(), stats: p.cfg.Stats, store: st, p: p}
+	return &testProxy{addr: ln.Addr().String(), stats: p.cfg.Stats, store: st, p: p, cm: cm}
 }
 
 // client is a pipelining Bolt client over Weft's codec.
