@@ -4,10 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"sort"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/internal/config"
@@ -189,13 +192,59 @@ func parseChain(path string, fc *listenerv3.FilterChain, known map[string]bool, 
 
 // chainKey is a digest of a filter chain's config: equal keys mean the
 // chain need not be rebuilt (nor its connections drained) on an update.
+// Typed configs are compared by content, not by their bytes: a server may
+// serialize the same config differently each time (map order in a Struct),
+// and that must not drain every connection of the listener.
 func chainKey(fc *listenerv3.FilterChain) string {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(fc)
-	if err != nil {
+	h := sha256.New()
+	if err := hashCanonical(h, fc); err != nil {
 		return ""
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:12])
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// hashCanonical writes m deterministically, with every Any replaced by the
+// deterministic form of the message it holds (when its type is known).
+func hashCanonical(w io.Writer, m proto.Message) error {
+	c := proto.Clone(m)
+	canonicalAny(c.ProtoReflect())
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+func canonicalAny(m protoreflect.Message) {
+	if a, ok := m.Interface().(*anypb.Any); ok {
+		inner, err := a.UnmarshalNew()
+		if err != nil {
+			return // unknown type: its bytes are all there is
+		}
+		canonicalAny(inner.ProtoReflect())
+		if b, err := (proto.MarshalOptions{Deterministic: true}).Marshal(inner); err == nil {
+			a.Value = b
+		}
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				canonicalAny(l.Get(i).Message())
+			}
+		case fd.IsMap() && fd.MapValue().Message() != nil:
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				canonicalAny(mv.Message())
+				return true
+			})
+		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
+			canonicalAny(v.Message())
+		}
+		return true
+	})
 }
 
 // buildListeners parses then builds every listener's handlers.
