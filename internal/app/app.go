@@ -26,6 +26,7 @@ import (
 	"github.com/weftmesh/weft/internal/mesh"
 	"github.com/weftmesh/weft/internal/stats"
 	"github.com/weftmesh/weft/internal/stream"
+	"github.com/weftmesh/weft/internal/tlsctx"
 	"github.com/weftmesh/weft/internal/upstream"
 	"github.com/weftmesh/weft/internal/xds"
 )
@@ -58,7 +59,8 @@ type App struct {
 	listeners []*listener.Listener
 	admin     *admin.Server
 	mesh      *mesh.Agent
-	dyn       *dynamic // nil without dynamic_resources
+	dyn       *dynamic        // nil without dynamic_resources
+	secrets   tlsctx.Provider // static_resources.secrets, by name
 	// staticRoutes are the RDS route configs static listeners name.
 	staticRoutes []string
 	ctx          context.Context // ends at shutdown
@@ -87,7 +89,10 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 			a.closeAll()
 		}
 	}()
-	a.clusters = upstream.NewManager(upstream.Options{Logger: a.log, Stats: a.store})
+	if a.secrets, err = staticSecrets(b); err != nil {
+		return nil, err
+	}
+	a.clusters = upstream.NewManager(upstream.Options{Logger: a.log, Stats: a.store, Secrets: a.secrets})
 	if err := a.clusters.Update(b.GetStaticResources().GetClusters()); err != nil {
 		return nil, err
 	}
@@ -103,7 +108,7 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 		known[c.GetName()] = true
 	}
 	if xcfg == nil {
-		if err := staticRDSWithoutXDS(b); err != nil {
+		if err := staticRDSWithoutXDS(b, a.secrets); err != nil {
 			return nil, err
 		}
 	}
@@ -154,8 +159,12 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 // warnings of an accepted config too.
 func Check(b *bootstrapv3.Bootstrap) (warnings []string, err error) {
 	errs := &config.Errors{}
+	secrets, serr := staticSecrets(b)
+	if serr != nil {
+		errs.AddErr("", serr)
+	}
 	for i, c := range b.GetStaticResources().GetClusters() {
-		if err := upstream.Validate(c); err != nil {
+		if err := upstream.Validate(c, secrets); err != nil {
 			errs.AddErr(fmt.Sprintf("static_resources.clusters[%d]", i), err)
 		}
 	}
@@ -170,7 +179,7 @@ func Check(b *bootstrapv3.Bootstrap) (warnings []string, err error) {
 	if xerr != nil {
 		errs.AddErr("", xerr)
 	}
-	parsed, perr := parseListeners(b.GetStaticResources().GetListeners(), known)
+	parsed, perr := parseListeners(b.GetStaticResources().GetListeners(), known, secrets)
 	if perr != nil {
 		errs.AddErr("", perr)
 	}
@@ -178,7 +187,7 @@ func Check(b *bootstrapv3.Bootstrap) (warnings []string, err error) {
 		warnings = append(warnings, pl.warnings()...)
 	}
 	if xcfg == nil && xerr == nil && perr == nil {
-		if err := staticRDSWithoutXDS(b); err != nil {
+		if err := staticRDSWithoutXDS(b, secrets); err != nil {
 			errs.AddErr("", err)
 		}
 	}
@@ -296,8 +305,8 @@ func meshConfig(b *bootstrapv3.Bootstrap) (*mesh.Config, error) {
 
 // staticRDSWithoutXDS refuses static listeners that take routes by RDS
 // when there is no xDS server to send them.
-func staticRDSWithoutXDS(b *bootstrapv3.Bootstrap) error {
-	parsed, err := parseListeners(b.GetStaticResources().GetListeners(), nil)
+func staticRDSWithoutXDS(b *bootstrapv3.Bootstrap, secrets tlsctx.Provider) error {
+	parsed, err := parseListeners(b.GetStaticResources().GetListeners(), nil, secrets)
 	if err != nil {
 		return nil // reported by the build with its own paths
 	}
@@ -379,7 +388,7 @@ func (a *App) ready() bool {
 // what was received and applied (versions, the last NACK, resources).
 func (a *App) configDump() ([]byte, error) {
 	mo := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}
-	boot, err := mo.Marshal(a.boot)
+	boot, err := mo.Marshal(redact(a.boot))
 	if err != nil || a.dyn == nil {
 		return boot, err
 	}
@@ -400,7 +409,7 @@ func (a *App) configDump() ([]byte, error) {
 func protoJSON(mo protojson.MarshalOptions, v any) any {
 	switch t := v.(type) {
 	case proto.Message:
-		b, err := mo.Marshal(t)
+		b, err := mo.Marshal(redact(t))
 		if err != nil {
 			return err.Error()
 		}
@@ -457,6 +466,9 @@ func (l listenerStats) Accepted() { l.s.DownstreamCxTotal.Inc(); l.s.DownstreamC
 func (l listenerStats) Closed()   { l.s.DownstreamCxActive.Dec(); l.s.DownstreamCxDestroy.Inc() }
 
 func (l listenerStats) NoChainMatch() { l.s.NoFilterChainMatch.Inc() }
+
+func (l listenerStats) Handshake()      { l.s.SSLHandshake.Inc() }
+func (l listenerStats) HandshakeError() { l.s.SSLConnectionError.Inc() }
 
 func (a *App) listenerInfo() []admin.ListenerInfo {
 	out := make([]admin.ListenerInfo, 0, len(a.listeners))

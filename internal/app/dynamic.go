@@ -253,7 +253,7 @@ func (d *dynamic) applyListeners(all map[string]proto.Message) error {
 			errs = append(errs, fmt.Errorf("listener %q: a static listener of that name exists", l.GetName()))
 			continue
 		}
-		pl, err := parseListenersAt([]*listenerv3.Listener{l}, nil, func(int, *listenerv3.Listener) string {
+		pl, err := parseListenersAt([]*listenerv3.Listener{l}, nil, d.a.secrets, func(int, *listenerv3.Listener) string {
 			return fmt.Sprintf("listener %q", l.GetName())
 		})
 		if err != nil {
@@ -303,7 +303,7 @@ func (d *dynamic) applyListener(pl parsedListener) error {
 		// New chains naming route configs not here yet wait for them
 		// (bounded), so the swap never serves "no route" meanwhile.
 		d.whenRoutesReady(next, func() {
-			if n := old.ln.Update(lc.Chains, lc.Default); n > 0 {
+			if n := old.ln.UpdateConfig(lc); n > 0 {
 				d.a.log.Info("listener updated by LDS: draining connections of replaced filter chains", "listener", name, "connections", n)
 			}
 		})

@@ -2,11 +2,14 @@ package app
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -15,6 +18,7 @@ import (
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/listener"
+	"github.com/weftmesh/weft/internal/tlsctx"
 )
 
 // ClusterReferrer is implemented by parsed filter configs that name
@@ -31,12 +35,16 @@ type Warner interface {
 	Warnings() []string
 }
 
-// inspectors are listener filters that only inspect the first bytes; Weft
-// does its own detection, so they are accepted and skipped.
+// inspectors are listener filters that only inspect the first bytes. The
+// TLS inspector runs (and is inserted by itself when a chain matches on
+// what it finds, as in Envoy); Weft detects HTTP by itself, so the HTTP
+// inspector is accepted and skipped.
 var inspectors = map[string]bool{
-	"envoy.filters.listener.tls_inspector":  true,
+	tlsInspector:                            true,
 	"envoy.filters.listener.http_inspector": true,
 }
+
+const tlsInspector = "envoy.filters.listener.tls_inspector"
 
 type parsedFilter struct {
 	name    string
@@ -49,6 +57,9 @@ type parsedChain struct {
 	key     string // identifies this chain's config across updates
 	match   listener.Match
 	filters []parsedFilter
+	tls     *tls.Config // nil: plain TCP
+	// handshake bounds the TLS handshake (transport_socket_connect_timeout).
+	handshake time.Duration
 }
 
 type parsedListener struct {
@@ -102,15 +113,15 @@ func (pl parsedListener) routeNames() []string {
 // parseListeners parses and validates every listener's filter chains
 // (pure: nothing is bound or started). known lists the cluster names that
 // exist; nil skips the reference check.
-func parseListeners(ls []*listenerv3.Listener, known map[string]bool) ([]parsedListener, error) {
-	return parseListenersAt(ls, known, func(i int, _ *listenerv3.Listener) string {
+func parseListeners(ls []*listenerv3.Listener, known map[string]bool, secrets tlsctx.Provider) ([]parsedListener, error) {
+	return parseListenersAt(ls, known, secrets, func(i int, _ *listenerv3.Listener) string {
 		return fmt.Sprintf("static_resources.listeners[%d]", i)
 	})
 }
 
 // parseListenersAt is parseListeners with the error path of each listener
 // given by at (an index in the bootstrap, or a name for LDS).
-func parseListenersAt(ls []*listenerv3.Listener, known map[string]bool, at func(int, *listenerv3.Listener) string) ([]parsedListener, error) {
+func parseListenersAt(ls []*listenerv3.Listener, known map[string]bool, secrets tlsctx.Provider, at func(int, *listenerv3.Listener) string) ([]parsedListener, error) {
 	errs := &config.Errors{}
 	out := make([]parsedListener, 0, len(ls))
 	for i, l := range ls {
@@ -123,7 +134,7 @@ func parseListenersAt(ls []*listenerv3.Listener, known map[string]bool, at func(
 		}
 		seen := map[string]int{}
 		for j, fc := range l.GetFilterChains() {
-			pc, ok := parseChain(fmt.Sprintf("%s.filter_chains[%d]", path, j), fc, known, errs)
+			pc, ok := parseChain(fmt.Sprintf("%s.filter_chains[%d]", path, j), fc, known, secrets, errs)
 			if !ok {
 				continue
 			}
@@ -135,7 +146,7 @@ func parseListenersAt(ls []*listenerv3.Listener, known map[string]bool, at func(
 			pl.chains = append(pl.chains, pc)
 		}
 		if fc := l.GetDefaultFilterChain(); fc != nil {
-			pc, ok := parseChain(path+".default_filter_chain", fc, known, errs)
+			pc, ok := parseChain(path+".default_filter_chain", fc, known, secrets, errs)
 			if ok {
 				pl.fallback = &pc
 			}
@@ -145,7 +156,7 @@ func parseListenersAt(ls []*listenerv3.Listener, known map[string]bool, at func(
 	return out, errs.Err()
 }
 
-func parseChain(path string, fc *listenerv3.FilterChain, known map[string]bool, errs *config.Errors) (parsedChain, bool) {
+func parseChain(path string, fc *listenerv3.FilterChain, known map[string]bool, secrets tlsctx.Provider, errs *config.Errors) (parsedChain, bool) {
 	pc := parsedChain{name: fc.GetName(), key: chainKey(fc)}
 	n := len(errs.List)
 	m, err := listener.CompileMatch(fc.GetFilterChainMatch())
@@ -153,9 +164,14 @@ func parseChain(path string, fc *listenerv3.FilterChain, known map[string]bool, 
 		errs.AddErr(path+".filter_chain_match", err)
 	}
 	pc.match = m
-	if fc.GetTransportSocket() != nil {
-		errs.Add(path+".transport_socket", "TLS on listeners is not supported yet")
+	if ts := fc.GetTransportSocket(); ts != nil && ts.GetName() != tlsctx.RawBuffer {
+		cfg, err := tlsctx.Server(ts, path+".transport_socket", tlsctx.Options{Secrets: secrets})
+		if err != nil {
+			errs.AddErr("", err)
+		}
+		pc.tls = cfg
 	}
+	pc.handshake = fc.GetTransportSocketConnectTimeout().AsDuration()
 	if len(fc.GetFilters()) == 0 {
 		errs.Add(path+".filters", "at least one network filter is required")
 	}
@@ -250,7 +266,7 @@ func canonicalAny(m protoreflect.Message) {
 // buildListeners parses then builds every listener's handlers.
 // It also returns the route configs they take by RDS.
 func buildListeners(ls []*listenerv3.Listener, known map[string]bool, a *App) ([]listener.Config, []string, error) {
-	parsed, err := parseListeners(ls, known)
+	parsed, err := parseListeners(ls, known, a.secrets)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -278,6 +294,14 @@ func buildListener(pl parsedListener, a *App, reuse map[string]listener.Chain) (
 		Address: listenerAddress(pl.pb),
 		Logger:  a.log,
 		Stats:   listenerStats{a.store.Listener(name)},
+		// A nil timeout is Envoy's 15s default; an explicit 0 (Envoy: no
+		// timeout) is kept at the default too, so a silent client never
+		// holds a connection forever.
+		InspectTimeout:    pl.pb.GetListenerFiltersTimeout().AsDuration(),
+		ContinueOnTimeout: pl.pb.GetContinueOnListenerFiltersTimeout(),
+	}
+	for _, lf := range pl.pb.GetListenerFilters() {
+		lc.Inspect = lc.Inspect || lf.GetName() == tlsInspector
 	}
 	build := func(pc parsedChain) (listener.Chain, error) {
 		if old, ok := reuse[pc.key]; ok && pc.key != "" {
@@ -287,7 +311,7 @@ func buildListener(pl parsedListener, a *App, reuse map[string]listener.Chain) (
 		if err != nil {
 			return listener.Chain{}, fmt.Errorf("listener %q: %w", name, err)
 		}
-		return listener.Chain{Name: pc.name, Key: pc.key, Match: pc.match, Handler: h}, nil
+		return listener.Chain{Name: pc.name, Key: pc.key, Match: pc.match, Handler: h, TLS: pc.tls, HandshakeTimeout: pc.handshake}, nil
 	}
 	for _, pc := range pl.chains {
 		ch, err := build(pc)
@@ -325,4 +349,14 @@ func buildChain(pc parsedChain, bc api.BuildContext) (api.ConnHandler, error) {
 		h = nf.Chain(h)
 	}
 	return h, nil
+}
+
+// staticSecrets loads static_resources.secrets: the TLS certificates and
+// CAs that transport sockets name without sds_config.
+func staticSecrets(b *bootstrapv3.Bootstrap) (tlsctx.Provider, error) {
+	st, err := tlsctx.NewStatic(b.GetStaticResources().GetSecrets(), "static_resources.secrets", tlsctx.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }

@@ -681,7 +681,7 @@ func checkClusters(g *group) error {
 		if err := c.ValidateAll(); err != nil {
 			return fmt.Errorf("cluster %s: %w", name, err)
 		}
-		if err := upstream.Validate(c); err != nil {
+		if err := upstream.Validate(c, nil); err != nil {
 			return fmt.Errorf("cluster %s: %w", name, err)
 		}
 	}

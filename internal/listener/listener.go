@@ -5,6 +5,7 @@ package listener
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,12 +25,39 @@ type Chain struct {
 	// Key identifies the chain's config across updates: Update drains the
 	// connections of chains whose key is gone and leaves the others be.
 	Key string
+	// TLS terminates TLS with this config before the handler runs; nil
+	// serves the connection as it comes.
+	TLS *tls.Config
+	// HandshakeTimeout bounds the TLS handshake; 0 means 15s.
+	HandshakeTimeout time.Duration
 }
 
 // chainSet is what new connections are matched against; Update swaps it.
 type chainSet struct {
-	chains []Chain
-	def    *Chain
+	chains  []Chain
+	def     *Chain
+	inspect bool          // run the TLS inspector before choosing a chain
+	timeout time.Duration // the inspector's
+	cont    bool          // ContinueOnTimeout
+}
+
+// newSet is what cfg's chains and inspector settings make.
+func newSet(cfg Config) *chainSet {
+	s := &chainSet{chains: cfg.Chains, def: cfg.Default, inspect: cfg.Inspect,
+		timeout: orDefault(cfg.InspectTimeout), cont: cfg.ContinueOnTimeout}
+	for i := range cfg.Chains {
+		s.inspect = s.inspect || cfg.Chains[i].Match.NeedsInspector()
+	}
+	return s
+}
+
+// TLSStats is implemented by Stats that count TLS handshakes.
+type TLSStats interface {
+	// Handshake counts a completed TLS handshake.
+	Handshake()
+	// HandshakeError counts a connection closed because its ClientHello
+	// was malformed or late, or its handshake failed.
+	HandshakeError()
 }
 
 // Stats are a listener's connection counters.
@@ -49,6 +77,15 @@ type Config struct {
 	Default *Chain // used when no chain matches; nil closes the connection
 	Stats   Stats  // may be nil
 	Logger  *slog.Logger
+	// Inspect runs the TLS inspector (listener filter tls_inspector) even
+	// when no chain matches on what it finds; it always runs when one does.
+	Inspect bool
+	// InspectTimeout bounds the wait for the ClientHello
+	// (listener_filters_timeout); 0 means 15s as in Envoy.
+	InspectTimeout time.Duration
+	// ContinueOnTimeout picks a chain without the inspector's findings
+	// when the ClientHello is late, instead of closing.
+	ContinueOnTimeout bool
 }
 
 // Listener is one bound accept loop.
@@ -81,7 +118,7 @@ func Listen(cfg Config) (*Listener, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Listener{cfg: cfg, ln: ln, ctx: ctx, cancel: cancel, conns: map[*Conn]struct{}{}, done: make(chan struct{})}
-	l.set.Store(&chainSet{chains: cfg.Chains, def: cfg.Default})
+	l.set.Store(newSet(cfg))
 	return l, nil
 }
 
@@ -91,7 +128,17 @@ func Listen(cfg Config) (*Listener, error) {
 // Envoy does on a listener update. Connections of kept chains carry on.
 // It returns how many connections were told to drain.
 func (l *Listener) Update(chains []Chain, def *Chain) int {
-	l.set.Store(&chainSet{chains: chains, def: def})
+	cfg := l.cfg
+	cfg.Chains, cfg.Default = chains, def
+	return l.UpdateConfig(cfg)
+}
+
+// UpdateConfig is Update taking the chains, the default chain and the
+// inspector settings (Inspect, InspectTimeout, ContinueOnTimeout) of cfg;
+// the rest of cfg is ignored.
+func (l *Listener) UpdateConfig(cfg Config) int {
+	chains, def := cfg.Chains, cfg.Default
+	l.set.Store(newSet(cfg))
 	keep := map[string]bool{}
 	for _, c := range chains {
 		keep[c.Key] = true
@@ -165,7 +212,54 @@ func (l *Listener) serveConn(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	ch := l.pick(c)
+	set := l.set.Load()
+	if !set.inspect {
+		l.start(c, l.pick(set, c, Inspected{}))
+		return
+	}
+	// The inspector waits for the client: off the accept loop, and closed
+	// by a forced shutdown.
+	go func() {
+		stop := context.AfterFunc(l.ctx, func() { _ = c.Close() })
+		in, err := inspect(c, set.timeout)
+		if !stop() {
+			return
+		}
+		if err != nil && set.cont && isTimeout(err) {
+			in, err = Inspected{}, nil
+		}
+		if err != nil {
+			l.tlsError()
+			l.cfg.Logger.Debug("tls inspector closed the connection", "listener", l.cfg.Name, "remote", c.RemoteAddr(), "err", err)
+			_ = c.Close()
+			return
+		}
+		l.start(c, l.pick(set, c, in))
+	}()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func orDefault(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 15 * time.Second
+	}
+	return d
+}
+
+func (l *Listener) tlsError() {
+	if ts, ok := l.cfg.Stats.(TLSStats); ok {
+		ts.HandshakeError()
+	}
+}
+
+// start registers c with the chain ch (nil: none matched) and runs the
+// chain's handler on its own goroutine, after the TLS handshake when the
+// chain terminates TLS.
+func (l *Listener) start(c net.Conn, ch *Chain) {
 	if ch == nil {
 		if l.cfg.Stats != nil {
 			l.cfg.Stats.NoChainMatch()
@@ -175,6 +269,9 @@ func (l *Listener) serveConn(c net.Conn) {
 		return
 	}
 	tc := &Conn{Conn: c, l: l, chain: ch.Key}
+	if ch.TLS != nil {
+		tc.Conn = tls.Server(c, ch.TLS)
+	}
 	l.mu.Lock()
 	if l.draining {
 		l.mu.Unlock()
@@ -191,7 +288,32 @@ func (l *Listener) serveConn(c net.Conn) {
 	// The handler owns tc and closes it, possibly from another goroutine
 	// after ServeConn returned (the HTTP connection manager parks idle
 	// connections on fresh goroutines); Close deregisters it.
-	go ch.Handler.ServeConn(l.ctx, tc)
+	if ch.TLS == nil {
+		go ch.Handler.ServeConn(l.ctx, tc)
+		return
+	}
+	go func() {
+		if err := l.handshake(tc, ch.HandshakeTimeout); err != nil {
+			l.tlsError()
+			l.cfg.Logger.Debug("TLS handshake failed", "listener", l.cfg.Name, "remote", c.RemoteAddr(), "err", err)
+			_ = tc.Close()
+			return
+		}
+		if ts, ok := l.cfg.Stats.(TLSStats); ok {
+			ts.Handshake()
+		}
+		ch.Handler.ServeConn(l.ctx, tc)
+	}()
+}
+
+// handshake completes tc's TLS handshake within timeout (0: 15s).
+func (l *Listener) handshake(tc *Conn, timeout time.Duration) error {
+	t := tc.Conn.(*tls.Conn)
+	_ = t.SetDeadline(time.Now().Add(orDefault(timeout)))
+	if err := t.HandshakeContext(l.ctx); err != nil {
+		return err
+	}
+	return t.SetDeadline(time.Time{})
 }
 
 func (l *Listener) release(tc *Conn) {
@@ -205,9 +327,8 @@ func (l *Listener) release(tc *Conn) {
 	l.wg.Done()
 }
 
-func (l *Listener) pick(c net.Conn) *Chain {
-	set := l.set.Load()
-	if ch := Select(set.chains, c.LocalAddr(), c.RemoteAddr()); ch != nil {
+func (l *Listener) pick(set *chainSet, c net.Conn, in Inspected) *Chain {
+	if ch := Select(set.chains, c.LocalAddr(), c.RemoteAddr(), in); ch != nil {
 		return ch
 	}
 	return set.def
@@ -343,7 +464,8 @@ func (c *Conn) SyscallConn() (syscallConn, error) {
 	return nil, errors.ErrUnsupported
 }
 
-// CloseWrite half-closes the connection when the socket supports it.
+// CloseWrite half-closes the connection when the socket supports it (on
+// TLS: sends close_notify).
 func (c *Conn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()

@@ -34,8 +34,12 @@ func TestCompileMatch(t *testing.T) {
 		}},
 		{"bad prefix", &listenerv3.FilterChainMatch{PrefixRanges: []*corev3.CidrRange{{AddressPrefix: "nope"}}}, true, nil},
 		{"prefix length too long", &listenerv3.FilterChainMatch{SourcePrefixRanges: []*corev3.CidrRange{{AddressPrefix: "10.0.0.0", PrefixLen: wrapperspb.UInt32(40)}}}, true, nil},
-		{"server names need TLS", &listenerv3.FilterChainMatch{ServerNames: []string{"a.example"}}, true, nil},
-		{"tls transport refused", &listenerv3.FilterChainMatch{TransportProtocol: "tls"}, true, nil},
+		{"server names", &listenerv3.FilterChainMatch{ServerNames: []string{"A.example", "*.b.example"}}, false, func(m Match) bool {
+			return m.NeedsInspector() && m.ServerNames[0] == "a.example" && m.ServerNames[1] == "*.b.example"
+		}},
+		{"bad wildcard", &listenerv3.FilterChainMatch{ServerNames: []string{"a.*.example"}}, true, nil},
+		{"tls transport", &listenerv3.FilterChainMatch{TransportProtocol: "tls"}, false, func(m Match) bool { return m.NeedsInspector() }},
+		{"unknown transport", &listenerv3.FilterChainMatch{TransportProtocol: "quic"}, true, nil},
 		{"raw_buffer accepted", &listenerv3.FilterChainMatch{TransportProtocol: "raw_buffer"}, false, func(Match) bool { return true }},
 	}
 	for _, tc := range cases {
@@ -199,13 +203,13 @@ func TestSelectMostSpecific(t *testing.T) {
 		{"127.0.0.1:9000", "127.0.0.1:4000", "srcport"},
 	}
 	for _, tc := range cases {
-		got := Select(chains, addr(tc.local), addr(tc.remote))
+		got := Select(chains, addr(tc.local), addr(tc.remote), Inspected{})
 		if got == nil || got.Name != tc.want {
 			t.Errorf("%s <- %s: got %v, want %s", tc.local, tc.remote, got, tc.want)
 		}
 	}
 	// Without a catch-all, an unmatched connection gets nothing.
-	if got := Select(chains[1:2], addr("127.0.0.1:9000"), addr("127.0.0.1:1")); got != nil {
+	if got := Select(chains[1:2], addr("127.0.0.1:9000"), addr("127.0.0.1:1"), Inspected{}); got != nil {
 		t.Errorf("got %s, want no chain", got.Name)
 	}
 }

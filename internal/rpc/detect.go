@@ -21,16 +21,85 @@ const detectBytes = 32
 // the chosen handler, including the HTTP one, reads the connection from
 // its first byte) until a codec claims them or none can. It returns
 // errNoCodec when every codec refuses. A connection without a raw socket
-// cannot be peeked: the first codec is used.
-func (p *Proxy) detect(nc net.Conn) (api.Codec, error) {
+// (TLS) is read instead, and the conn returned replays those bytes first:
+// the handler must use it in place of nc.
+func (p *Proxy) detect(nc net.Conn) (api.Codec, net.Conn, error) {
 	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return p.cfg.Codecs[0], nil
+	var rc syscall.RawConn
+	var err error
+	if ok {
+		rc, err = sc.SyscallConn()
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return p.cfg.Codecs[0], nil
+	if !ok || err != nil {
+		return p.detectRead(nc)
 	}
+	c, err := p.detectPeek(nc, rc)
+	return c, nc, err
+}
+
+// detectRead is detect for a conn that cannot be peeked: it reads the
+// first bytes and hands back a conn that replays them.
+func (p *Proxy) detectRead(nc net.Conn) (api.Codec, net.Conn, error) {
+	_ = nc.SetReadDeadline(time.Now().Add(p.cfg.DetectTimeout))
+	defer func() { _ = nc.SetReadDeadline(time.Time{}) }()
+	b := make([]byte, 0, detectBytes)
+	for {
+		n, err := nc.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		rc := &replayConn{Conn: nc, head: b}
+		more := false
+		for _, c := range p.cfg.Codecs {
+			switch c.Detect(b) {
+			case api.DetectYes:
+				return c, rc, nil
+			case api.DetectNeedMore:
+				more = true
+			}
+		}
+		if !more || len(b) == cap(b) {
+			return nil, rc, errNoCodec
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, rc, err
+		}
+	}
+}
+
+// replayConn returns head before reading on from the conn; the rest of
+// what handlers rely on (drain hook, half close) goes to the conn.
+type replayConn struct {
+	net.Conn
+	head []byte
+}
+
+func (c *replayConn) Read(b []byte) (int, error) {
+	if len(c.head) > 0 {
+		n := copy(b, c.head)
+		c.head = c.head[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+// OnDrain passes the hook to the conn when it takes one.
+func (c *replayConn) OnDrain(hook func()) {
+	if d, ok := c.Conn.(api.DrainNotifier); ok {
+		d.OnDrain(hook)
+	}
+}
+
+// CloseWrite half-closes the conn when it can, else closes it.
+func (c *replayConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+func (p *Proxy) detectPeek(nc net.Conn, rc syscall.RawConn) (api.Codec, error) {
 	_ = nc.SetReadDeadline(time.Now().Add(p.cfg.DetectTimeout))
 	defer func() { _ = nc.SetReadDeadline(time.Time{}) }()
 	var b [detectBytes]byte

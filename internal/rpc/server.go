@@ -57,7 +57,8 @@ func (p *Proxy) logf(msg string, args ...any) { p.cfg.Log.Warn(msg, args...) }
 func (p *Proxy) ServeConn(ctx context.Context, nc net.Conn) {
 	codec := p.cfg.Codecs[0]
 	if len(p.cfg.Codecs) > 1 || p.cfg.Next != nil {
-		c, err := p.detect(nc)
+		c, rc, err := p.detect(nc)
+		nc = rc
 		if err != nil {
 			if c == nil && errors.Is(err, errNoCodec) && p.cfg.Next != nil {
 				p.cfg.Next.ServeConn(ctx, nc)

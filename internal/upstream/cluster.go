@@ -87,6 +87,20 @@ func newCluster(s *spec, m *Manager) *Cluster {
 	if c.hcDial == nil {
 		c.hcDial = (&net.Dialer{}).DialContext
 	}
+	if s.tls != nil {
+		// Health checks speak to the host as traffic does: over TLS.
+		plain := c.hcDial
+		c.hcDial = func(ctx context.Context, network, address string) (net.Conn, error) {
+			nc, err := plain(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			return handshake(ctx, nc, s.tls)
+		}
+	}
+	for _, w := range s.warnings {
+		c.log.Warn(w)
+	}
 	c.set.Store(&hostSet{})
 	return c
 }

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/tlsctx"
 	"github.com/weftmesh/weft/internal/upstream/health"
 	"github.com/weftmesh/weft/internal/upstream/lb"
 	"github.com/weftmesh/weft/internal/upstream/pool"
@@ -75,6 +77,8 @@ type spec struct {
 	dnsRefresh     time.Duration
 	dnsFamily      clusterv3.Cluster_DnsLookupFamily
 	endpoints      []endpointSpec // IPs for STATIC, hostnames for DNS
+	tls            *tls.Config    // TLS origination; nil for plain TCP
+	warnings       []string       // accepted but weak settings, logged at build
 }
 
 // endpointSpec is one configured endpoint. For DNS clusters host is a name
@@ -92,7 +96,7 @@ type endpointSpec struct {
 }
 
 // parseCluster validates c. Errors name the field path within the cluster.
-func parseCluster(c *clusterv3.Cluster) (*spec, error) {
+func parseCluster(c *clusterv3.Cluster, secrets tlsctx.Provider) (*spec, error) {
 	s := &spec{
 		name:           c.GetName(),
 		proto:          proto.Clone(c).(*clusterv3.Cluster),
@@ -138,7 +142,7 @@ func parseCluster(c *clusterv3.Cluster) (*spec, error) {
 	if err := s.parseBreakers(c.GetCircuitBreakers()); err != nil {
 		return nil, err
 	}
-	if err := s.parseTransport(c); err != nil {
+	if err := s.parseTransport(c, secrets); err != nil {
 		return nil, err
 	}
 	if err := s.parseHTTPOptions(c); err != nil {
@@ -210,12 +214,17 @@ func (s *spec) parseBreakers(cb *clusterv3.CircuitBreakers) error {
 	return nil
 }
 
-func (s *spec) parseTransport(c *clusterv3.Cluster) error {
+func (s *spec) parseTransport(c *clusterv3.Cluster, secrets tlsctx.Provider) error {
 	if len(c.GetTransportSocketMatches()) > 0 {
-		return errors.New("transport_socket_matches: not supported")
+		return errors.New("transport_socket_matches: not supported (one transport_socket per cluster)")
 	}
 	if ts := c.GetTransportSocket(); ts != nil && ts.GetName() != rawBufferName {
-		return fmt.Errorf("transport_socket: %q is not supported (plain TCP only)", ts.GetName())
+		cfg, warns, err := tlsctx.Client(ts, "transport_socket", tlsctx.Options{Secrets: secrets})
+		if err != nil {
+			// Flattened, so the caller's "cluster %q" wrap stays visible.
+			return errors.New(err.Error())
+		}
+		s.tls, s.warnings = cfg, warns
 	}
 	return nil
 }

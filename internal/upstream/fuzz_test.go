@@ -30,6 +30,6 @@ func FuzzValidate(f *testing.F) {
 		if proto.Unmarshal(b, &c) != nil {
 			return
 		}
-		_ = Validate(&c)
+		_ = Validate(&c, nil)
 	})
 }

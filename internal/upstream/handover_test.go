@@ -388,7 +388,7 @@ func TestConnIgnoredNamesClusterFields(t *testing.T) {
 
 func TestConnCompatible(t *testing.T) {
 	base := func(mods ...func(*clusterv3.Cluster)) *spec {
-		s, err := parseCluster(static(t, "c", addrs("10.0.0.1:80"), mods...))
+		s, err := parseCluster(static(t, "c", addrs("10.0.0.1:80"), mods...), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -147,15 +148,41 @@ func (h *Host) Dial(ctx context.Context) (net.Conn, error) {
 	h.stats.ConnTotal.Inc()
 	c.stats.UpstreamConnTotal.Inc()
 	h.connOpened()
+	var out net.Conn
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 		t := &tcpConn{TCPConn: tc}
 		t.h.Store(h)
-		return t, nil
+		out = t
+	} else {
+		t := &conn{Conn: nc}
+		t.h.Store(h)
+		out = t
 	}
-	t := &conn{Conn: nc}
-	t.h.Store(h)
-	return t, nil
+	if c.spec.tls == nil {
+		return out, nil
+	}
+	// The TLS handshake is part of connecting: within connect_timeout. The
+	// pool's liveness peek looks at the socket under the TLS conn
+	// (NetConn), so a peer's close_notify or FIN retires it.
+	tc, err := handshake(ctx, out, c.spec.tls)
+	if err != nil {
+		h.stats.ConnFailure.Inc()
+		c.stats.UpstreamConnFailure.Inc()
+		return nil, fmt.Errorf("cluster %q: %w", c.spec.name, err)
+	}
+	return tc, nil
+}
+
+// handshake runs a client TLS handshake on nc within ctx; on failure nc is
+// closed and the error names the cause (e.g. an unknown authority).
+func handshake(ctx context.Context, nc net.Conn, cfg *tls.Config) (net.Conn, error) {
+	tc := tls.Client(nc, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = nc.Close()
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return tc, nil
 }
 
 func (h *Host) connOpened() {
@@ -182,6 +209,8 @@ func (h *Host) Adopt(nc net.Conn) bool {
 		owner = &c.h
 	case *conn:
 		owner = &c.h
+	case *tls.Conn:
+		return h.Adopt(c.NetConn())
 	default:
 		return false
 	}

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/tlsctx"
 )
 
 // Options configure a Manager. Every field is optional.
@@ -41,6 +42,9 @@ type Options struct {
 	// Stats, if set, exports cluster and host counters; *stats.Store
 	// implements it.
 	Stats StatsSink
+	// Secrets serves the TLS secrets clusters name (static_resources.secrets);
+	// nil refuses every secret reference.
+	Secrets tlsctx.Provider
 }
 
 // StatsSink is where clusters and hosts register their counters for
@@ -63,12 +67,12 @@ func (noStats) UnregisterHost(string, string)                           {}
 
 // Validate checks one cluster config without building anything (for
 // `weft validate` and config loading). The error names the field path
-// within the cluster.
-func Validate(c *clusterv3.Cluster) error {
+// within the cluster. secrets serves TLS secrets by name (nil: none).
+func Validate(c *clusterv3.Cluster, secrets tlsctx.Provider) error {
 	if c.GetName() == "" {
 		return errors.New("name: required")
 	}
-	_, err := parseCluster(c)
+	_, err := parseCluster(c, secrets)
 	return err
 }
 
@@ -187,7 +191,7 @@ func (m *Manager) apply(old, next map[string]*Cluster, clusters []*clusterv3.Clu
 			next[name] = oc
 			continue
 		}
-		s, err := parseCluster(pc)
+		s, err := parseCluster(pc, m.opts.Secrets)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("cluster %q: %w", name, err))
 			continue

@@ -60,9 +60,12 @@ func TestUpdateRejectsInvalidWithFieldPath(t *testing.T) {
 		{"panic threshold", static(t, "b", addrs("10.0.0.1:80"), func(c *clusterv3.Cluster) {
 			c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 150}}
 		}), `cluster "b": common_lb_config.healthy_panic_threshold.value: 150 is outside [0, 100]`},
-		{"tls", static(t, "b", addrs("10.0.0.1:80"), func(c *clusterv3.Cluster) {
+		{"tls without a context", static(t, "b", addrs("10.0.0.1:80"), func(c *clusterv3.Cluster) {
 			c.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls"}
-		}), `cluster "b": transport_socket: "envoy.transport_sockets.tls" is not supported`},
+		}), `cluster "b": transport_socket.typed_config: a TLS context is required`},
+		{"alts", static(t, "b", addrs("10.0.0.1:80"), func(c *clusterv3.Cluster) {
+			c.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.alts"}
+		}), `cluster "b": transport_socket.name: transport socket "envoy.transport_sockets.alts" is not supported`},
 		{"original dst", static(t, "b", nil, func(c *clusterv3.Cluster) {
 			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
 		}), `cluster "b": type: ORIGINAL_DST is not supported`},
@@ -388,13 +391,13 @@ func TestStatsExport(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	if err := Validate(static(t, "a", addrs("10.0.0.1:80"))); err != nil {
+	if err := Validate(static(t, "a", addrs("10.0.0.1:80")), nil); err != nil {
 		t.Error(err)
 	}
-	if err := Validate(static(t, "", nil)); err == nil || err.Error() != "name: required" {
+	if err := Validate(static(t, "", nil), nil); err == nil || err.Error() != "name: required" {
 		t.Errorf("err = %v", err)
 	}
-	err := Validate(static(t, "a", addrs("x:80")))
+	err := Validate(static(t, "a", addrs("x:80")), nil)
 	if err == nil || err.Error() != `load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address: "x" is not an IP address` {
 		t.Errorf("err = %v", err)
 	}

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/tlsctx/tlstest"
 )
 
 // bcConfig fills the slots of bcTemplate; zero fields take valid defaults.
@@ -266,6 +268,55 @@ static_resources:
 			want: []string{`static_resources.clusters[0]|cluster "up"`, "lb_policy", "CLUSTER_PROVIDED"},
 		},
 		{
+			name: "listener TLS certificate file missing",
+			cfg:  bcTLS(t, bcConfig{}.render(t), `{certificate_chain: {filename: /nonexistent/a.crt}, private_key: {filename: /nonexistent/a.key}}`, ""),
+			want: []string{"static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificates[0].certificate_chain.filename", "no such file"},
+		},
+		{
+			name: "listener TLS key does not match the certificate",
+			cfg:  bcTLS(t, bcConfig{}.render(t), bcMismatchedPair(t), ""),
+			want: []string{"static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificates[0]", "private key does not match public key"},
+		},
+		{
+			name: "listener TLS unsupported field",
+			cfg:  bcTLS(t, bcConfig{}.render(t), bcMatchedPair(t), "session_timeout: 10s"),
+			want: []string{"static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.session_timeout", "not supported"},
+		},
+		{
+			name: "listener TLS certificate by SDS",
+			cfg: strings.Replace(bcConfig{}.render(t), "    - filters:", `    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context: {tls_certificate_sds_secret_configs: [{name: server, sds_config: {ads: {}}}]}
+      filters:`, 1),
+			want: []string{"static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0]", "SDS is not wired yet"},
+		},
+		{
+			name: "listener TLS certificate secret not in static_resources.secrets",
+			cfg: strings.Replace(bcConfig{}.render(t), "    - filters:", `    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context: {tls_certificate_sds_secret_configs: [{name: nope}]}
+      filters:`, 1),
+			want: []string{"static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0]", `no tls_certificate secret "nope"`},
+		},
+		{
+			name: "static secret with a key that does not match",
+			cfg:  bcConfig{}.render(t) + "  secrets:\n  - name: s\n    tls_certificate: " + bcMismatchedPair(t) + "\n",
+			want: []string{"static_resources.secrets[0].tls_certificate", "private key does not match public key"},
+		},
+		{
+			name: "upstream TLS renegotiation",
+			cfg: strings.Replace(bcConfig{}.render(t), "    connect_timeout: 1s\n", `    connect_timeout: 1s
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config: {"@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, allow_renegotiation: true}
+`, 1),
+			want: []string{`static_resources.clusters[0]|cluster "up"`, "transport_socket.typed_config.allow_renegotiation", "renegotiation"},
+		},
+		{
 			name:  "bad duration",
 			cfg:   strings.Replace(bcConfig{}.render(t), "connect_timeout: 1s", "connect_timeout: soon", 1),
 			want:  []string{`"soon"`},
@@ -402,4 +453,34 @@ func TestBadConfigMissingFile(t *testing.T) {
 			t.Errorf("%v: stderr does not say the file is missing:\n%s", args, stderr)
 		}
 	}
+}
+
+// bcTLS puts a DownstreamTlsContext with the given tls_certificates entry
+// (and extra fields) on the first filter chain of a rendered config.
+func bcTLS(t *testing.T, cfg, cert, extra string) string {
+	t.Helper()
+	if extra != "" {
+		extra = ", " + extra
+	}
+	return strings.Replace(cfg, "    - filters:", fmt.Sprintf(`    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext, common_tls_context: {tls_certificates: [%s]}%s}
+      filters:`, cert, extra), 1)
+}
+
+// bcMatchedPair is a tls_certificates entry with a good certificate and
+// key written to files.
+func bcMatchedPair(t *testing.T) string {
+	crt, key := tlstest.NewCA("ca").Leaf("a.example.com").WriteFiles(t.TempDir(), "a")
+	return fmt.Sprintf("{certificate_chain: {filename: %q}, private_key: {filename: %q}}", crt, key)
+}
+
+// bcMismatchedPair is a tls_certificates entry whose key belongs to
+// another certificate.
+func bcMismatchedPair(t *testing.T) string {
+	ca := tlstest.NewCA("ca")
+	dir := t.TempDir()
+	crt, _ := ca.Leaf("a.example.com").WriteFiles(dir, "a")
+	_, key := ca.Leaf("b.example.com").WriteFiles(dir, "b")
+	return fmt.Sprintf("{certificate_chain: {filename: %q}, private_key: {filename: %q}}", crt, key)
 }

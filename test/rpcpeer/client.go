@@ -86,6 +86,15 @@ func Dial(p Protocol, addr string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return NewClient(p, conn)
+}
+
+// NewClient speaks p on an open connection (a TLS one, say); the client
+// owns conn from now on.
+func NewClient(p Protocol, conn net.Conn) (*Client, error) {
+	if err := checkProtocol(p); err != nil {
+		return nil, err
+	}
 	c := &Client{p: p, conn: conn, calls: make(map[uint64]*call), done: make(chan struct{})}
 	c.w.init(conn)
 	go c.readLoop()
