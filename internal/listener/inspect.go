@@ -6,6 +6,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/weftmesh/weft/internal/network"
 )
 
 var helloBufs = sync.Pool{New: func() any { b := make([]byte, maxHello); return &b }}
@@ -34,9 +36,12 @@ func inspect(c net.Conn, timeout time.Duration) (Inspected, error) {
 	b := *bp
 	have := 0
 	for {
-		n, err := peek(rc, b, have)
+		n, eof, err := network.PeekMore(rc, b, have)
 		if err != nil {
 			return Inspected{}, err
+		}
+		if eof {
+			return Inspected{}, errPeerClosed
 		}
 		have = n
 		h, err := ParseHello(b[:n])
@@ -55,29 +60,3 @@ func inspect(c net.Conn, timeout time.Duration) (Inspected, error) {
 
 // errPeerClosed: the client closed before its first bytes made sense.
 var errPeerClosed = errors.New("tls inspector: connection closed before a complete ClientHello")
-
-// peek waits until more than have bytes are readable and copies them into
-// b without consuming them.
-func peek(rc syscall.RawConn, b []byte, have int) (int, error) {
-	var n int
-	var perr error
-	err := rc.Read(func(fd uintptr) bool {
-		m, _, e := syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case e == syscall.EAGAIN || e == syscall.EINTR:
-			return false
-		case e != nil:
-			perr = e
-		case m == 0:
-			perr = errPeerClosed
-		case m <= have:
-			return false // nothing new yet
-		}
-		n = m
-		return true
-	})
-	if err == nil {
-		err = perr
-	}
-	return n, err
-}

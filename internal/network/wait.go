@@ -54,3 +54,37 @@ func Deadline(now time.Time, d time.Duration) time.Time {
 	}
 	return now.Add(d)
 }
+
+// PeekMore waits until more than have bytes are readable on rc (or the
+// peer closed) and copies what is readable into b without consuming it:
+// protocol detection and the TLS inspector look at a connection's first
+// bytes this way and leave them for the handler. eof reports that the
+// peer closed with n (== have) bytes sent. It honours the conn's read
+// deadline.
+func PeekMore(rc syscall.RawConn, b []byte, have int) (n int, eof bool, err error) {
+	var perr error
+	err = rc.Read(func(fd uintptr) bool {
+		m, _, e := syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case e == syscall.EAGAIN || e == syscall.EINTR:
+			return false
+		case e != nil:
+			perr = e
+			return true
+		case m == 0:
+			eof = true
+			return true
+		case m <= have:
+			return false // nothing new yet: wait for the next bytes
+		}
+		n = m
+		return true
+	})
+	if err == nil {
+		err = perr
+	}
+	if eof && err == nil {
+		n = have
+	}
+	return n, eof, err
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/network"
 )
 
 // errNoCodec: no codec of the listener claims the first bytes.
@@ -105,7 +106,7 @@ func (p *Proxy) detectPeek(nc net.Conn, rc syscall.RawConn) (api.Codec, error) {
 	var b [detectBytes]byte
 	have := 0
 	for {
-		n, eof, err := peekMore(rc, b[:], have)
+		n, eof, err := network.PeekMore(rc, b[:], have)
 		if err != nil {
 			return nil, err
 		}
@@ -126,34 +127,4 @@ func (p *Proxy) detectPeek(nc net.Conn, rc syscall.RawConn) (api.Codec, error) {
 			return nil, io.ErrUnexpectedEOF
 		}
 	}
-}
-
-// peekMore waits until more than have bytes are readable (or EOF) and
-// copies them into b without consuming them.
-func peekMore(rc syscall.RawConn, b []byte, have int) (n int, eof bool, err error) {
-	var perr error
-	err = rc.Read(func(fd uintptr) bool {
-		m, _, e := syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case e == syscall.EAGAIN || e == syscall.EINTR:
-			return false
-		case e != nil:
-			perr = e
-			return true
-		case m == 0:
-			eof = true
-			return true
-		case m <= have:
-			return false // nothing new yet: wait for the next bytes
-		}
-		n = m
-		return true
-	})
-	if err == nil {
-		err = perr
-	}
-	if eof && err == nil {
-		n = have
-	}
-	return n, eof, err
 }
