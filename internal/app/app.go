@@ -61,6 +61,7 @@ type App struct {
 	mesh      *mesh.Agent
 	dyn       *dynamic        // nil without dynamic_resources
 	secrets   tlsctx.Provider // static_resources.secrets, by name
+	sds       *tlsctx.SDS     // secrets over ADS; nil without dynamic_resources
 	// staticRoutes are the RDS route configs static listeners name.
 	staticRoutes []string
 	ctx          context.Context // ends at shutdown
@@ -92,12 +93,16 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 	if a.secrets, err = staticSecrets(b); err != nil {
 		return nil, err
 	}
-	a.clusters = upstream.NewManager(upstream.Options{Logger: a.log, Stats: a.store, Secrets: a.secrets})
-	if err := a.clusters.Update(b.GetStaticResources().GetClusters()); err != nil {
-		return nil, err
-	}
 	xcfg, err := xds.FromBootstrap(b)
 	if err != nil {
+		return nil, err
+	}
+	if xcfg != nil {
+		a.sds = tlsctx.NewSDS()
+	}
+	to := a.tlsOptions()
+	a.clusters = upstream.NewManager(upstream.Options{Logger: a.log, Stats: a.store, Secrets: to.Secrets, SDS: to.SDS})
+	if err := a.clusters.Update(b.GetStaticResources().GetClusters()); err != nil {
 		return nil, err
 	}
 	if xcfg != nil {
@@ -108,7 +113,7 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 		known[c.GetName()] = true
 	}
 	if xcfg == nil {
-		if err := staticRDSWithoutXDS(b, a.secrets); err != nil {
+		if err := staticRDSWithoutXDS(b, to); err != nil {
 			return nil, err
 		}
 	}
@@ -159,9 +164,17 @@ func New(b *bootstrapv3.Bootstrap, opts Options) (_ *App, err error) {
 // warnings of an accepted config too.
 func Check(b *bootstrapv3.Bootstrap) (warnings []string, err error) {
 	errs := &config.Errors{}
-	secrets, serr := staticSecrets(b)
+	st, serr := staticSecrets(b)
 	if serr != nil {
 		errs.AddErr("", serr)
+	}
+	xcfg, xerr := xds.FromBootstrap(b)
+	if xerr != nil {
+		errs.AddErr("", xerr)
+	}
+	secrets := tlsctx.Options{Secrets: st}
+	if xcfg != nil {
+		secrets.SDS = tlsctx.NewSDS() // empty: looked up only at handshakes
 	}
 	for i, c := range b.GetStaticResources().GetClusters() {
 		if err := upstream.Validate(c, secrets); err != nil {
@@ -174,10 +187,6 @@ func Check(b *bootstrapv3.Bootstrap) (warnings []string, err error) {
 	}
 	if _, err := meshConfig(b); err != nil {
 		errs.AddErr("", err)
-	}
-	xcfg, xerr := xds.FromBootstrap(b)
-	if xerr != nil {
-		errs.AddErr("", xerr)
 	}
 	parsed, perr := parseListeners(b.GetStaticResources().GetListeners(), known, secrets)
 	if perr != nil {
@@ -305,7 +314,7 @@ func meshConfig(b *bootstrapv3.Bootstrap) (*mesh.Config, error) {
 
 // staticRDSWithoutXDS refuses static listeners that take routes by RDS
 // when there is no xDS server to send them.
-func staticRDSWithoutXDS(b *bootstrapv3.Bootstrap, secrets tlsctx.Provider) error {
+func staticRDSWithoutXDS(b *bootstrapv3.Bootstrap, secrets tlsctx.Options) error {
 	parsed, err := parseListeners(b.GetStaticResources().GetListeners(), nil, secrets)
 	if err != nil {
 		return nil // reported by the build with its own paths

@@ -12,12 +12,14 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/internal/listener"
 	"github.com/weftmesh/weft/internal/router"
 	"github.com/weftmesh/weft/internal/stream"
+	"github.com/weftmesh/weft/internal/tlsctx"
 	"github.com/weftmesh/weft/internal/xds"
 )
 
@@ -40,7 +42,6 @@ type dynamic struct {
 	cla       map[string]*endpointv3.ClusterLoadAssignment // by EDS service name
 	listeners map[string]*dynListener
 	rconfs    map[string]*routev3.RouteConfiguration
-	secrets   map[string]proto.Message
 	stopped   bool
 }
 
@@ -49,15 +50,17 @@ type dynListener struct {
 	pb     *listenerv3.Listener
 	ln     *listener.Listener
 	routes []string
-	chains map[string]listener.Chain // by key, for reuse on update
-	cancel context.CancelFunc        // stops a pending warm-up
+	// secrets are what its transport sockets take by SDS.
+	secrets []string
+	chains  map[string]listener.Chain // by key, for reuse on update
+	cancel  context.CancelFunc        // stops a pending warm-up
 }
 
 func newDynamic(a *App, cfg *xds.Config) *dynamic {
 	d := &dynamic{a: a, routes: stream.NewRouteStore(), warm: cfg.InitialFetchTimeout,
 		static: a.boot.GetStaticResources().GetClusters(), clusters: map[string]*clusterv3.Cluster{},
 		cla: map[string]*endpointv3.ClusterLoadAssignment{}, listeners: map[string]*dynListener{},
-		rconfs: map[string]*routev3.RouteConfiguration{}, secrets: map[string]proto.Message{}}
+		rconfs: map[string]*routev3.RouteConfiguration{}}
 	switch {
 	case d.warm == 0:
 		d.warm = 15 * time.Second
@@ -88,9 +91,7 @@ func (d *dynamic) Apply(typeURL string, all map[string]proto.Message, changed, r
 	case resourcev3.RouteType:
 		return d.applyRoutes(all, changed, removed)
 	case resourcev3.SecretType:
-		// Kept for the TLS layer (a later issue) and /config_dump.
-		d.secrets = all
-		return nil
+		return d.applySecrets(all)
 	}
 	return fmt.Errorf("resource type %q is not supported", typeURL)
 }
@@ -124,8 +125,45 @@ func (d *dynamic) Wants(typeURL string) []string {
 			}
 		}
 		return sortedKeys(seen)
+	case resourcev3.SecretType:
+		return d.secretNames()
 	}
 	return nil
+}
+
+// secretNames lists the secrets the running listeners and clusters (static
+// and dynamic) take by SDS.
+func (d *dynamic) secretNames() []string {
+	seen := map[string]bool{}
+	add := func(names []string) {
+		for _, n := range names {
+			seen[n] = true
+		}
+	}
+	add(sdsNames(d.a.boot.GetStaticResources().GetListeners()))
+	for _, dl := range d.listeners {
+		add(dl.secrets)
+	}
+	for _, c := range d.static {
+		add(tlsctx.SDSNames(c.GetTransportSocket()))
+	}
+	for _, c := range d.clusters {
+		add(tlsctx.SDSNames(c.GetTransportSocket()))
+	}
+	return sortedKeys(seen)
+}
+
+// applySecrets installs the secrets received: handshakes from now on use
+// them, nothing is rebuilt. A secret that does not parse keeps its
+// previous version and NACKs the update, named.
+func (d *dynamic) applySecrets(all map[string]proto.Message) error {
+	secs := make(map[string]*tlsv3.Secret, len(all))
+	for n, m := range all {
+		if s, ok := m.(*tlsv3.Secret); ok {
+			secs[n] = s
+		}
+	}
+	return d.a.sds.Update(secs)
 }
 
 // edsName is the name a cluster's endpoints are requested by, "" for a
@@ -253,7 +291,7 @@ func (d *dynamic) applyListeners(all map[string]proto.Message) error {
 			errs = append(errs, fmt.Errorf("listener %q: a static listener of that name exists", l.GetName()))
 			continue
 		}
-		pl, err := parseListenersAt([]*listenerv3.Listener{l}, nil, d.a.secrets, func(int, *listenerv3.Listener) string {
+		pl, err := parseListenersAt([]*listenerv3.Listener{l}, nil, d.a.tlsOptions(), func(int, *listenerv3.Listener) string {
 			return fmt.Sprintf("listener %q", l.GetName())
 		})
 		if err != nil {
@@ -290,18 +328,20 @@ func (d *dynamic) applyListener(pl parsedListener) error {
 		return nil
 	}
 	routes := pl.routeNames()
+	secrets := sdsNames([]*listenerv3.Listener{pl.pb})
 	if old != nil && listenerAddress(old.pb) == listenerAddress(pl.pb) {
 		lc, err := buildListener(pl, d.a, old.chains)
 		if err != nil {
 			return err
 		}
-		next := &dynListener{pb: pl.pb, ln: old.ln, routes: routes, chains: chainsByKey(lc)}
+		next := &dynListener{pb: pl.pb, ln: old.ln, routes: routes, secrets: secrets, chains: chainsByKey(lc)}
 		if old.cancel != nil {
 			old.cancel()
 		}
 		d.listeners[name] = next
-		// New chains naming route configs not here yet wait for them
-		// (bounded), so the swap never serves "no route" meanwhile.
+		// New chains naming route configs or secrets not here yet wait
+		// for them (bounded), so the swap never serves "no route" or
+		// fails handshakes meanwhile.
 		d.whenRoutesReady(next, func() {
 			if n := old.ln.UpdateConfig(lc); n > 0 {
 				d.a.log.Info("listener updated by LDS: draining connections of replaced filter chains", "listener", name, "connections", n)
@@ -317,7 +357,7 @@ func (d *dynamic) applyListener(pl parsedListener) error {
 	if err != nil {
 		return err
 	}
-	dl := &dynListener{pb: pl.pb, ln: ln, routes: routes, chains: chainsByKey(lc)}
+	dl := &dynListener{pb: pl.pb, ln: ln, routes: routes, secrets: secrets, chains: chainsByKey(lc)}
 	d.listeners[name] = dl
 	if old != nil {
 		d.a.log.Info("listener moved by LDS: draining the old address", "listener", name, "from", old.ln.Addr().String(), "to", ln.Addr().String())
@@ -327,10 +367,13 @@ func (d *dynamic) applyListener(pl parsedListener) error {
 	return nil
 }
 
-// whenRoutesReady runs fn once every route config dl names has arrived or
-// the warm-up time has passed (Envoy's listener warming).
+// whenRoutesReady runs fn once every route config and SDS secret dl names
+// has arrived or the warm-up time has passed (Envoy's listener warming).
 func (d *dynamic) whenRoutesReady(dl *dynListener, fn func()) {
-	if len(d.routes.Missing(dl.routes)) == 0 {
+	missingNow := func() []string {
+		return append(d.routes.Missing(dl.routes), d.a.sds.Missing(dl.secrets)...)
+	}
+	if len(missingNow()) == 0 {
 		fn()
 		return
 	}
@@ -339,20 +382,22 @@ func (d *dynamic) whenRoutesReady(dl *dynListener, fn func()) {
 	go func() {
 		defer cancel()
 		for {
-			ch := d.routes.Changed()
-			missing := d.routes.Missing(dl.routes)
+			ch, sch := d.routes.Changed(), d.a.sds.Changed()
+			missing := missingNow()
 			if len(missing) == 0 {
 				break
 			}
 			select {
 			case <-ch:
 				continue
+			case <-sch:
+				continue
 			case <-ctx.Done():
 			}
 			if errors.Is(ctx.Err(), context.Canceled) {
 				return // superseded by a newer version of the listener
 			}
-			d.a.log.Warn("listener serves before its route configs arrived", "listener", dl.pb.GetName(), "missing", missing)
+			d.a.log.Warn("listener serves before its route configs or secrets arrived", "listener", dl.pb.GetName(), "missing", missing)
 			break
 		}
 		fn()
@@ -433,7 +478,7 @@ func (d *dynamic) dump() map[string]any {
 		es = append(es, d.cla[n])
 	}
 	out["dynamic_endpoint_configs"] = es
-	out["dynamic_secrets"] = sortedKeys(d.secrets) // names only: never dump key material
+	out["dynamic_secrets"] = d.a.sds.Names() // names only: never dump key material
 	return out
 }
 

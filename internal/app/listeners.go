@@ -113,7 +113,7 @@ func (pl parsedListener) routeNames() []string {
 // parseListeners parses and validates every listener's filter chains
 // (pure: nothing is bound or started). known lists the cluster names that
 // exist; nil skips the reference check.
-func parseListeners(ls []*listenerv3.Listener, known map[string]bool, secrets tlsctx.Provider) ([]parsedListener, error) {
+func parseListeners(ls []*listenerv3.Listener, known map[string]bool, secrets tlsctx.Options) ([]parsedListener, error) {
 	return parseListenersAt(ls, known, secrets, func(i int, _ *listenerv3.Listener) string {
 		return fmt.Sprintf("static_resources.listeners[%d]", i)
 	})
@@ -121,7 +121,7 @@ func parseListeners(ls []*listenerv3.Listener, known map[string]bool, secrets tl
 
 // parseListenersAt is parseListeners with the error path of each listener
 // given by at (an index in the bootstrap, or a name for LDS).
-func parseListenersAt(ls []*listenerv3.Listener, known map[string]bool, secrets tlsctx.Provider, at func(int, *listenerv3.Listener) string) ([]parsedListener, error) {
+func parseListenersAt(ls []*listenerv3.Listener, known map[string]bool, secrets tlsctx.Options, at func(int, *listenerv3.Listener) string) ([]parsedListener, error) {
 	errs := &config.Errors{}
 	out := make([]parsedListener, 0, len(ls))
 	for i, l := range ls {
@@ -156,7 +156,7 @@ func parseListenersAt(ls []*listenerv3.Listener, known map[string]bool, secrets 
 	return out, errs.Err()
 }
 
-func parseChain(path string, fc *listenerv3.FilterChain, known map[string]bool, secrets tlsctx.Provider, errs *config.Errors) (parsedChain, bool) {
+func parseChain(path string, fc *listenerv3.FilterChain, known map[string]bool, secrets tlsctx.Options, errs *config.Errors) (parsedChain, bool) {
 	pc := parsedChain{name: fc.GetName(), key: chainKey(fc)}
 	n := len(errs.List)
 	m, err := listener.CompileMatch(fc.GetFilterChainMatch())
@@ -165,7 +165,7 @@ func parseChain(path string, fc *listenerv3.FilterChain, known map[string]bool, 
 	}
 	pc.match = m
 	if ts := fc.GetTransportSocket(); ts != nil && ts.GetName() != tlsctx.RawBuffer {
-		cfg, err := tlsctx.Server(ts, path+".transport_socket", tlsctx.Options{Secrets: secrets})
+		cfg, err := tlsctx.Server(ts, path+".transport_socket", secrets)
 		if err != nil {
 			errs.AddErr("", err)
 		}
@@ -266,7 +266,7 @@ func canonicalAny(m protoreflect.Message) {
 // buildListeners parses then builds every listener's handlers.
 // It also returns the route configs they take by RDS.
 func buildListeners(ls []*listenerv3.Listener, known map[string]bool, a *App) ([]listener.Config, []string, error) {
-	parsed, err := parseListeners(ls, known, a.secrets)
+	parsed, err := parseListeners(ls, known, a.tlsOptions())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -349,6 +349,28 @@ func buildChain(pc parsedChain, bc api.BuildContext) (api.ConnHandler, error) {
 		h = nf.Chain(h)
 	}
 	return h, nil
+}
+
+// tlsOptions serves transport sockets their secrets: static ones by name,
+// and SDS ones when there is an xDS client.
+func (a *App) tlsOptions() tlsctx.Options {
+	o := tlsctx.Options{Secrets: a.secrets}
+	if a.sds != nil {
+		o.SDS = a.sds
+	}
+	return o
+}
+
+// sdsNames lists the secrets the transport sockets of ls take by SDS.
+func sdsNames(ls []*listenerv3.Listener) []string {
+	var out []string
+	for _, l := range ls {
+		for _, fc := range l.GetFilterChains() {
+			out = append(out, tlsctx.SDSNames(fc.GetTransportSocket())...)
+		}
+		out = append(out, tlsctx.SDSNames(l.GetDefaultFilterChain().GetTransportSocket())...)
+	}
+	return out
 }
 
 // staticSecrets loads static_resources.secrets: the TLS certificates and

@@ -32,6 +32,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/router"
+	"github.com/weftmesh/weft/internal/tlsctx"
 	"github.com/weftmesh/weft/internal/upstream"
 )
 
@@ -681,7 +682,7 @@ func checkClusters(g *group) error {
 		if err := c.ValidateAll(); err != nil {
 			return fmt.Errorf("cluster %s: %w", name, err)
 		}
-		if err := upstream.Validate(c, nil); err != nil {
+		if err := upstream.Validate(c, tlsctx.Options{}); err != nil {
 			return fmt.Errorf("cluster %s: %w", name, err)
 		}
 	}

@@ -37,19 +37,13 @@ func NewStatic(secrets []*tlsv3.Secret, path string, o Options) (*Static, error)
 			continue
 		}
 		seen[name] = true
-		switch t := sec.GetType().(type) {
-		case *tlsv3.Secret_TlsCertificate:
-			if crt, ok := certificate(t.TlsCertificate, sp+".tls_certificate", o, errs); ok {
-				st.certs[name] = crt
-			}
-		case *tlsv3.Secret_ValidationContext:
-			vp := sp + ".validation_context"
-			refuseFields(t.ValidationContext, vp, errs, "trusted_ca")
-			if p, ok := caPool(t.ValidationContext.GetTrustedCa(), vp+".trusted_ca", o, errs); ok {
-				st.cas[name] = p
-			}
+		crt, pool, ok := parseSecret(sec, sp, o, errs)
+		switch {
+		case !ok:
+		case crt != nil:
+			st.certs[name] = crt
 		default:
-			errs.Add(sp, "only tls_certificate and validation_context secrets are supported")
+			st.cas[name] = pool
 		}
 	}
 	if err := errs.Err(); err != nil {
@@ -72,4 +66,22 @@ func (s *Static) CAPool(name string) (*x509.CertPool, error) {
 		return p, nil
 	}
 	return nil, fmt.Errorf("no validation_context secret %q in static_resources.secrets", name)
+}
+
+// parseSecret loads a tls_certificate or a validation_context (trusted_ca
+// only) secret; exactly one of crt and pool is set when ok.
+func parseSecret(sec *tlsv3.Secret, sp string, o Options, errs *config.Errors) (crt *tls.Certificate, pool *x509.CertPool, ok bool) {
+	n := len(errs.List)
+	switch t := sec.GetType().(type) {
+	case *tlsv3.Secret_TlsCertificate:
+		crt, ok = certificate(t.TlsCertificate, sp+".tls_certificate", o, errs)
+		return crt, nil, ok && len(errs.List) == n
+	case *tlsv3.Secret_ValidationContext:
+		vp := sp + ".validation_context"
+		refuseFields(t.ValidationContext, vp, errs, "trusted_ca")
+		pool, ok = caPool(t.ValidationContext.GetTrustedCa(), vp+".trusted_ca", o, errs)
+		return nil, pool, ok && len(errs.List) == n
+	}
+	errs.Add(sp, "only tls_certificate and validation_context secrets are supported")
+	return nil, nil, false
 }

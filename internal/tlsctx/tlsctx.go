@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -32,9 +33,8 @@ const Name = "envoy.transport_sockets.tls"
 // RawBuffer is the plain-TCP transport socket.
 const RawBuffer = "envoy.transport_sockets.raw_buffer"
 
-// Provider returns certificates and CA pools by SDS secret name. Static
-// configs use none (SDS fields are refused); the xDS client's secrets can
-// implement it later.
+// Provider returns certificates and CA pools by secret name: Static over
+// static_resources.secrets, SDS over the secrets the xDS client receives.
 type Provider interface {
 	// Certificate returns the named tls_certificate secret.
 	Certificate(name string) (*tls.Certificate, error)
@@ -42,18 +42,22 @@ type Provider interface {
 	CAPool(name string) (*x509.CertPool, error)
 }
 
-// ErrNoSDS refuses a secret fetched by sds_config (or any secret when
-// Options.Secrets is nil): SDS is not wired yet. Secrets named without
-// sds_config come from static_resources.secrets.
-var ErrNoSDS = errors.New("SDS is not wired yet (only static_resources.secrets by name, without sds_config)")
+// ErrNoSDS refuses a secret fetched by sds_config when there is no xDS
+// client (Options.SDS is nil). Secrets named without sds_config come from
+// static_resources.secrets.
+var ErrNoSDS = errors.New("sds_config needs dynamic_resources with an ADS config source (without it, name a static_resources.secrets entry and leave sds_config out)")
 
 // Options are what the parsers need besides the proto.
 type Options struct {
 	// ReadFile reads a DataSource filename; nil is os.ReadFile.
 	ReadFile func(string) ([]byte, error)
 	// Secrets serves secrets named without sds_config (static_resources.secrets);
-	// nil refuses every secret reference.
+	// nil refuses every such reference.
 	Secrets Provider
+	// SDS serves secrets named with sds_config (ads: {} or self: {}),
+	// looked up at every handshake so that a rotated secret applies at
+	// once; nil refuses sds_config (no xDS client).
+	SDS Provider
 }
 
 // maxFile bounds a certificate, key or CA file.
@@ -96,22 +100,29 @@ func Server(ts *corev3.TransportSocket, path string, o Options) (*tls.Config, er
 	p := path + ".typed_config"
 	refuseFields(dc, p, errs, "common_tls_context", "require_client_certificate")
 	cfg := &tls.Config{}
-	common(dc.GetCommonTlsContext(), p+".common_tls_context", cfg, o, errs, true)
-	if len(cfg.Certificates) == 0 && len(errs.List) == 0 {
+	refs := common(dc.GetCommonTlsContext(), p+".common_tls_context", cfg, o, errs, true)
+	if len(cfg.Certificates) == 0 && len(refs.certs) == 0 && len(errs.List) == 0 {
 		errs.Add(p+".common_tls_context.tls_certificates", "a server needs a certificate")
 	}
+	hasCA := cfg.ClientCAs != nil || refs.ca != ""
 	if dc.GetRequireClientCertificate().GetValue() {
-		if cfg.ClientCAs == nil && len(errs.List) == 0 {
+		if !hasCA && len(errs.List) == 0 {
 			errs.Add(p+".require_client_certificate", "needs common_tls_context.validation_context.trusted_ca")
 		}
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-	} else if cfg.ClientCAs != nil {
+	} else if hasCA {
 		cfg.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	if len(cfg.NextProtos) == 0 {
 		cfg.NextProtos = nil
 	}
-	return cfg, errs.Err()
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	if refs.any() {
+		cfg.GetConfigForClient = sdsServer(cfg, refs, o.SDS)
+	}
+	return cfg, nil
 }
 
 // Client parses a cluster's transport_socket into a client config. The
@@ -128,9 +139,34 @@ func Client(ts *corev3.TransportSocket, path string, o Options) (*tls.Config, []
 	}
 	refuseFields(uc, p, errs, "common_tls_context", "sni", "allow_renegotiation")
 	cfg := &tls.Config{ServerName: uc.GetSni()}
-	common(uc.GetCommonTlsContext(), p+".common_tls_context", cfg, o, errs, false)
+	refs := common(uc.GetCommonTlsContext(), p+".common_tls_context", cfg, o, errs, false)
+	if len(refs.certs) == 1 {
+		// Looked up at each handshake: a rotated client certificate serves
+		// the next upstream connection; a missing one fails the handshake
+		// (the pool reports it as a connect failure, UF).
+		name, sds := refs.certs[0], o.SDS
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return sds.Certificate(name)
+		}
+	}
 	var warns []string
-	if cfg.RootCAs == nil {
+	if refs.ca != "" {
+		// The chain (and the sni name, if any) is verified against the CA
+		// current at each handshake.
+		name, sds := refs.ca, o.SDS
+		cfg.InsecureSkipVerify = true
+		chain := verifyWith(func() (*x509.CertPool, error) { return sds.CAPool(name) }, cfg.ServerName)
+		sans := cfg.VerifyConnection
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if err := chain(cs); err != nil {
+				return err
+			}
+			if sans != nil {
+				return sans(cs)
+			}
+			return nil
+		}
+	} else if cfg.RootCAs == nil {
 		// Envoy does not verify an upstream without a validation context.
 		cfg.InsecureSkipVerify = true
 		warns = append(warns, p+": no validation_context: the upstream's certificate is not verified")
@@ -138,7 +174,9 @@ func Client(ts *corev3.TransportSocket, path string, o Options) (*tls.Config, []
 		// No sni: verify the chain only, as Envoy does (it checks names
 		// only when told which). With sni, the name is verified too.
 		cfg.InsecureSkipVerify = true
-		chain, sans := verifyChain(cfg.RootCAs), cfg.VerifyConnection
+		roots := cfg.RootCAs
+		chain := verifyWith(func() (*x509.CertPool, error) { return roots, nil }, "")
+		sans := cfg.VerifyConnection
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 			if err := chain(cs); err != nil {
 				return err
@@ -188,17 +226,72 @@ func refuseFields(m proto.Message, path string, errs *config.Errors, allowed ...
 	})
 	sort.Strings(names)
 	for _, n := range names {
-		msg := "not supported"
-		if strings.Contains(n, "sds") {
-			msg = ErrNoSDS.Error()
-		}
-		errs.Add(path+"."+n, "%s", msg)
+		errs.Add(path+"."+n, "not supported")
 	}
 }
 
-func common(cc *tlsv3.CommonTlsContext, path string, cfg *tls.Config, o Options, errs *config.Errors, server bool) {
+// sdsRefs are the secrets a context takes by sds_config, served by
+// Options.SDS at handshake time.
+type sdsRefs struct {
+	certs []string
+	ca    string
+}
+
+func (r sdsRefs) any() bool { return len(r.certs) > 0 || r.ca != "" }
+
+// sdsServer resolves a server context's SDS secrets at each handshake:
+// the ClientHello gets base with the current certificates and CAs, so a
+// rotated secret applies to the next handshake and a missing one fails it.
+func sdsServer(base *tls.Config, r sdsRefs, p Provider) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	return func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		c := base.Clone()
+		c.GetConfigForClient = nil
+		c.Certificates = slices.Clip(c.Certificates) // never append into base's array
+		for _, n := range r.certs {
+			crt, err := p.Certificate(n)
+			if err != nil {
+				return nil, err
+			}
+			c.Certificates = append(c.Certificates, *crt)
+		}
+		if r.ca != "" {
+			pool, err := p.CAPool(r.ca)
+			if err != nil {
+				return nil, err
+			}
+			c.ClientCAs = pool
+		}
+		return c, nil
+	}
+}
+
+// sdsSource checks an sds_config reference: only over the ADS stream.
+func sdsSource(s *tlsv3.SdsSecretConfig, sp string, o Options, errs *config.Errors) bool {
+	if s.GetName() == "" {
+		errs.Add(sp+".name", "required")
+		return false
+	}
+	if o.SDS == nil {
+		errs.Add(sp+".sds_config", "%v", ErrNoSDS)
+		return false
+	}
+	src := s.GetSdsConfig()
+	if src.GetAds() != nil || src.GetSelf() != nil {
+		return true
+	}
+	kind := "an empty config source"
+	m := src.ProtoReflect()
+	if fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("config_source_specifier")); fd != nil {
+		kind = string(fd.Name())
+	}
+	errs.Add(sp+".sds_config", "%s is not supported: only ads: {} (or self: {}), over the bootstrap's ADS stream", kind)
+	return false
+}
+
+func common(cc *tlsv3.CommonTlsContext, path string, cfg *tls.Config, o Options, errs *config.Errors, server bool) sdsRefs {
+	var refs sdsRefs
 	if cc == nil {
-		return
+		return refs
 	}
 	refuseFields(cc, path, errs, "tls_params", "tls_certificates", "validation_context", "alpn_protocols",
 		"tls_certificate_sds_secret_configs", "validation_context_sds_secret_config")
@@ -208,13 +301,16 @@ func common(cc *tlsv3.CommonTlsContext, path string, cfg *tls.Config, o Options,
 			cfg.Certificates = append(cfg.Certificates, *crt)
 		}
 	}
-	if !server && len(cfg.Certificates) > 1 {
-		errs.Add(path+".tls_certificates", "an upstream context takes at most one client certificate")
-	}
 	for i, s := range cc.GetTlsCertificateSdsSecretConfigs() {
 		sp := fmt.Sprintf("%s.tls_certificate_sds_secret_configs[%d]", path, i)
-		if o.Secrets == nil || s.GetSdsConfig() != nil {
-			errs.Add(sp, "%v", ErrNoSDS)
+		if s.GetSdsConfig() != nil {
+			if sdsSource(s, sp, o, errs) {
+				refs.certs = append(refs.certs, s.GetName())
+			}
+			continue
+		}
+		if o.Secrets == nil {
+			errs.Add(sp, "%v", errNoStatic)
 			continue
 		}
 		crt, err := o.Secrets.Certificate(s.GetName())
@@ -224,11 +320,18 @@ func common(cc *tlsv3.CommonTlsContext, path string, cfg *tls.Config, o Options,
 		}
 		cfg.Certificates = append(cfg.Certificates, *crt)
 	}
+	if !server && len(cfg.Certificates)+len(refs.certs) > 1 {
+		errs.Add(path+".tls_certificates", "an upstream context takes at most one client certificate")
+	}
 	var pool *x509.CertPool
 	if s := cc.GetValidationContextSdsSecretConfig(); s != nil {
 		sp := path + ".validation_context_sds_secret_config"
-		if o.Secrets == nil || s.GetSdsConfig() != nil {
-			errs.Add(sp, "%v", ErrNoSDS)
+		if s.GetSdsConfig() != nil {
+			if sdsSource(s, sp, o, errs) {
+				refs.ca = s.GetName()
+			}
+		} else if o.Secrets == nil {
+			errs.Add(sp, "%v", errNoStatic)
 		} else if p, err := o.Secrets.CAPool(s.GetName()); err != nil {
 			errs.Add(sp, "%v", err)
 		} else {
@@ -274,7 +377,12 @@ func common(cc *tlsv3.CommonTlsContext, path string, cfg *tls.Config, o Options,
 		}
 		cfg.NextProtos = append(cfg.NextProtos, a)
 	}
+	return refs
 }
+
+// errNoStatic refuses a secret named without sds_config where no
+// static_resources.secrets are given.
+var errNoStatic = errors.New("no static_resources.secrets to take it from")
 
 // certificate loads a TlsCertificate: chain and key, which must match.
 func certificate(c *tlsv3.TlsCertificate, path string, o Options, errs *config.Errors) (*tls.Certificate, bool) {
@@ -353,17 +461,22 @@ func data(ds *corev3.DataSource, path string, o Options, errs *config.Errors) ([
 	return nil, false
 }
 
-// verifyChain verifies the peer's chain against roots without a name.
-func verifyChain(roots *x509.CertPool) func(tls.ConnectionState) error {
+// verifyWith verifies the peer's chain against the roots current at the
+// handshake, and its name when dnsName is set.
+func verifyWith(roots func() (*x509.CertPool, error), dnsName string) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
 			return errors.New("tls: the upstream sent no certificate")
+		}
+		pool, err := roots()
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
 		}
 		inter := x509.NewCertPool()
 		for _, c := range cs.PeerCertificates[1:] {
 			inter.AddCert(c)
 		}
-		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
+		_, err = cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: dnsName})
 		if err != nil {
 			return fmt.Errorf("tls: failed to verify certificate: %w", err)
 		}

@@ -81,7 +81,7 @@ func TestServer(t *testing.T) {
 		{"no certificate", func(d *tlsv3.DownstreamTlsContext) { d.CommonTlsContext.TlsCertificates = nil }, p + ".tls_certificates: a server needs a certificate", nil},
 		{"sds", func(d *tlsv3.DownstreamTlsContext) {
 			d.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: "x"}}
-		}, p + ".tls_certificate_sds_secret_configs[0]: SDS is not wired yet", nil},
+		}, p + ".tls_certificate_sds_secret_configs[0]: no static_resources.secrets", nil},
 		{"h2 alpn", func(d *tlsv3.DownstreamTlsContext) { d.CommonTlsContext.AlpnProtocols = []string{"h2"} }, p + ".alpn_protocols[0]", nil},
 		{"unsupported field", func(d *tlsv3.DownstreamTlsContext) { d.RequireSni = wrapperspb.Bool(true) }, "ts.typed_config.require_sni: not supported", nil},
 		{"mtls without ca", func(d *tlsv3.DownstreamTlsContext) { d.RequireClientCertificate = wrapperspb.Bool(true) }, "ts.typed_config.require_client_certificate", nil},
@@ -292,8 +292,8 @@ func TestStaticSecrets(t *testing.T) {
 		want string
 	}{
 		{"unknown name", dc("nope", false), Options{Secrets: st}, p + `: no tls_certificate secret "nope"`},
-		{"sds_config", dc("server", true), Options{Secrets: st}, p + ": SDS is not wired yet"},
-		{"no secrets", dc("server", false), Options{}, p + ": SDS is not wired yet"},
+		{"sds_config", dc("server", true), Options{Secrets: st}, p + ".sds_config: sds_config needs dynamic_resources"},
+		{"no secrets", dc("server", false), Options{}, p + ": no static_resources.secrets"},
 		{"a CA is not a certificate", dc("ca", false), Options{Secrets: st}, p + `: no tls_certificate secret "ca"`},
 	} {
 		if _, err := Server(socket(t, tc.d), "ts", tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -96,7 +96,7 @@ type endpointSpec struct {
 }
 
 // parseCluster validates c. Errors name the field path within the cluster.
-func parseCluster(c *clusterv3.Cluster, secrets tlsctx.Provider) (*spec, error) {
+func parseCluster(c *clusterv3.Cluster, secrets tlsctx.Options) (*spec, error) {
 	s := &spec{
 		name:           c.GetName(),
 		proto:          proto.Clone(c).(*clusterv3.Cluster),
@@ -214,12 +214,12 @@ func (s *spec) parseBreakers(cb *clusterv3.CircuitBreakers) error {
 	return nil
 }
 
-func (s *spec) parseTransport(c *clusterv3.Cluster, secrets tlsctx.Provider) error {
+func (s *spec) parseTransport(c *clusterv3.Cluster, secrets tlsctx.Options) error {
 	if len(c.GetTransportSocketMatches()) > 0 {
 		return errors.New("transport_socket_matches: not supported (one transport_socket per cluster)")
 	}
 	if ts := c.GetTransportSocket(); ts != nil && ts.GetName() != rawBufferName {
-		cfg, warns, err := tlsctx.Client(ts, "transport_socket", tlsctx.Options{Secrets: secrets})
+		cfg, warns, err := tlsctx.Client(ts, "transport_socket", secrets)
 		if err != nil {
 			// Flattened, so the caller's "cluster %q" wrap stays visible.
 			return errors.New(err.Error())

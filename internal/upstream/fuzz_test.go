@@ -6,6 +6,8 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/weftmesh/weft/internal/tlsctx"
 )
 
 // FuzzValidate feeds arbitrary Cluster protos to the config parser: it must
@@ -30,6 +32,6 @@ func FuzzValidate(f *testing.F) {
 		if proto.Unmarshal(b, &c) != nil {
 			return
 		}
-		_ = Validate(&c, nil)
+		_ = Validate(&c, tlsctx.Options{})
 	})
 }

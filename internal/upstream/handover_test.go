@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/tlsctx"
 	"github.com/weftmesh/weft/internal/upstream/pool"
 )
 
@@ -388,7 +389,7 @@ func TestConnIgnoredNamesClusterFields(t *testing.T) {
 
 func TestConnCompatible(t *testing.T) {
 	base := func(mods ...func(*clusterv3.Cluster)) *spec {
-		s, err := parseCluster(static(t, "c", addrs("10.0.0.1:80"), mods...), nil)
+		s, err := parseCluster(static(t, "c", addrs("10.0.0.1:80"), mods...), tlsctx.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -45,6 +45,9 @@ type Options struct {
 	// Secrets serves the TLS secrets clusters name (static_resources.secrets);
 	// nil refuses every secret reference.
 	Secrets tlsctx.Provider
+	// SDS serves the secrets clusters take by sds_config, at each
+	// handshake; nil refuses sds_config (no xDS client).
+	SDS tlsctx.Provider
 }
 
 // StatsSink is where clusters and hosts register their counters for
@@ -67,8 +70,8 @@ func (noStats) UnregisterHost(string, string)                           {}
 
 // Validate checks one cluster config without building anything (for
 // `weft validate` and config loading). The error names the field path
-// within the cluster. secrets serves TLS secrets by name (nil: none).
-func Validate(c *clusterv3.Cluster, secrets tlsctx.Provider) error {
+// within the cluster. secrets serves TLS secrets by name (zero: none).
+func Validate(c *clusterv3.Cluster, secrets tlsctx.Options) error {
 	if c.GetName() == "" {
 		return errors.New("name: required")
 	}
@@ -191,7 +194,7 @@ func (m *Manager) apply(old, next map[string]*Cluster, clusters []*clusterv3.Clu
 			next[name] = oc
 			continue
 		}
-		s, err := parseCluster(pc, m.opts.Secrets)
+		s, err := parseCluster(pc, tlsctx.Options{Secrets: m.opts.Secrets, SDS: m.opts.SDS})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("cluster %q: %w", name, err))
 			continue

@@ -18,6 +18,7 @@ import (
 
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/internal/admin"
+	"github.com/weftmesh/weft/internal/tlsctx"
 )
 
 // fakePool records Drain and Close.
@@ -391,13 +392,13 @@ func TestStatsExport(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	if err := Validate(static(t, "a", addrs("10.0.0.1:80")), nil); err != nil {
+	if err := Validate(static(t, "a", addrs("10.0.0.1:80")), tlsctx.Options{}); err != nil {
 		t.Error(err)
 	}
-	if err := Validate(static(t, "", nil), nil); err == nil || err.Error() != "name: required" {
+	if err := Validate(static(t, "", nil), tlsctx.Options{}); err == nil || err.Error() != "name: required" {
 		t.Errorf("err = %v", err)
 	}
-	err := Validate(static(t, "a", addrs("x:80")), nil)
+	err := Validate(static(t, "a", addrs("x:80")), tlsctx.Options{})
 	if err == nil || err.Error() != `load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address: "x" is not an IP address` {
 		t.Errorf("err = %v", err)
 	}

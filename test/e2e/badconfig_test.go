@@ -290,7 +290,7 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
           common_tls_context: {tls_certificate_sds_secret_configs: [{name: server, sds_config: {ads: {}}}]}
       filters:`, 1),
-			want: []string{"static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0]", "SDS is not wired yet"},
+			want: []string{"static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0]", "sds_config needs dynamic_resources"},
 		},
 		{
 			name: "listener TLS certificate secret not in static_resources.secrets",

@@ -16,6 +16,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -281,6 +282,8 @@ func snapshot(rs ...types.Resource) map[resourcev3.Type][]types.Resource {
 			tu = resourcev3.ListenerType
 		case *routev3.RouteConfiguration:
 			tu = resourcev3.RouteType
+		case *tlsv3.Secret:
+			tu = resourcev3.SecretType
 		}
 		out[tu] = append(out[tu], r)
 	}
