@@ -12,8 +12,6 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/internal/config"
@@ -223,44 +221,13 @@ func chainKey(fc *listenerv3.FilterChain) string {
 // deterministic form of the message it holds (when its type is known).
 func hashCanonical(w io.Writer, m proto.Message) error {
 	c := proto.Clone(m)
-	canonicalAny(c.ProtoReflect())
+	rewriteMessages(c.ProtoReflect(), nil)
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
 	if err != nil {
 		return err
 	}
 	_, err = w.Write(b)
 	return err
-}
-
-func canonicalAny(m protoreflect.Message) {
-	if a, ok := m.Interface().(*anypb.Any); ok {
-		inner, err := a.UnmarshalNew()
-		if err != nil {
-			return // unknown type: its bytes are all there is
-		}
-		canonicalAny(inner.ProtoReflect())
-		if b, err := (proto.MarshalOptions{Deterministic: true}).Marshal(inner); err == nil {
-			a.Value = b
-		}
-		return
-	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsList() && fd.Message() != nil:
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				canonicalAny(l.Get(i).Message())
-			}
-		case fd.IsMap() && fd.MapValue().Message() != nil:
-			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-				canonicalAny(mv.Message())
-				return true
-			})
-		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
-			canonicalAny(v.Message())
-		}
-		return true
-	})
 }
 
 // buildListeners parses then builds every listener's handlers.

@@ -4,7 +4,6 @@ import (
 	udpaannotations "github.com/cncf/xds/go/udpa/annotations"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // redacted replaces sensitive strings and bytes in dumps, as in Envoy.
@@ -20,50 +19,26 @@ func redact(m proto.Message) proto.Message {
 	return c
 }
 
-func redactMsg(m protoreflect.Message) {
-	if a, ok := m.Interface().(*anypb.Any); ok {
-		inner, err := a.UnmarshalNew()
-		if err != nil {
-			return // a type not linked in: no schema to find sensitive fields
-		}
-		redactMsg(inner.ProtoReflect())
-		if b, err := (proto.MarshalOptions{Deterministic: true}).Marshal(inner); err == nil {
-			a.Value = b
-		}
-		return
+func redactMsg(m protoreflect.Message) { rewriteMessages(m, redactField) }
+
+// redactField blanks fd in m when it is sensitive.
+func redactField(m protoreflect.Message, fd protoreflect.FieldDescriptor) bool {
+	if !sensitive(fd) {
+		return false
 	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if sensitive(fd) {
-			switch {
-			case fd.IsList() || fd.IsMap():
-				m.Clear(fd)
-			case fd.Kind() == protoreflect.StringKind:
-				m.Set(fd, protoreflect.ValueOfString(redacted))
-			case fd.Kind() == protoreflect.BytesKind:
-				m.Set(fd, protoreflect.ValueOfBytes([]byte(redacted)))
-			case fd.Message() != nil:
-				m.Set(fd, protoreflect.ValueOfMessage(m.NewField(fd).Message()))
-			default:
-				m.Clear(fd)
-			}
-			return true
-		}
-		switch {
-		case fd.IsList() && fd.Message() != nil:
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				redactMsg(l.Get(i).Message())
-			}
-		case fd.IsMap() && fd.MapValue().Message() != nil:
-			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-				redactMsg(mv.Message())
-				return true
-			})
-		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
-			redactMsg(v.Message())
-		}
-		return true
-	})
+	switch {
+	case fd.IsList() || fd.IsMap():
+		m.Clear(fd)
+	case fd.Kind() == protoreflect.StringKind:
+		m.Set(fd, protoreflect.ValueOfString(redacted))
+	case fd.Kind() == protoreflect.BytesKind:
+		m.Set(fd, protoreflect.ValueOfBytes([]byte(redacted)))
+	case fd.Message() != nil:
+		m.Set(fd, protoreflect.ValueOfMessage(m.NewField(fd).Message()))
+	default:
+		m.Clear(fd)
+	}
+	return true
 }
 
 func sensitive(fd protoreflect.FieldDescriptor) bool {
