@@ -20,6 +20,16 @@ func (fl *Flags) Add(flag string) {
 	}
 }
 
+// Has reports whether flag was recorded.
+func (fl *Flags) Has(flag string) bool {
+	for i := 0; i < fl.n; i++ {
+		if fl.f[i] == flag {
+			return true
+		}
+	}
+	return false
+}
+
 // Reset forgets every flag.
 func (fl *Flags) Reset() { fl.n = 0 }
 

@@ -201,6 +201,13 @@ func parseChain(path string, fc *listenerv3.FilterChain, known map[string]bool, 
 		}
 		pc.filters = append(pc.filters, parsedFilter{name: f.GetName(), factory: fac, parsed: parsed})
 	}
+	// A TLS chain whose context names no ALPN offers what its terminal
+	// filter speaks (h2 and http/1.1 for an HTTP connection manager).
+	if pc.tls != nil && len(pc.tls.NextProtos) == 0 && len(pc.filters) > 0 {
+		if a, ok := pc.filters[len(pc.filters)-1].parsed.(interface{ ALPN() []string }); ok {
+			pc.tls.NextProtos = a.ALPN()
+		}
+	}
 	return pc, len(errs.List) == n
 }
 

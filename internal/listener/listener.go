@@ -454,6 +454,10 @@ func (c *Conn) takeHook() func() {
 	return h
 }
 
+// Unwrap returns the connection under the listener's bookkeeping: the
+// *tls.Conn on a TLS chain (for its negotiated ALPN), else the socket.
+func (c *Conn) Unwrap() net.Conn { return c.Conn }
+
 // SyscallConn exposes the raw socket for readiness waits.
 func (c *Conn) SyscallConn() (syscallConn, error) {
 	if sc, ok := c.Conn.(interface {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/internal/network"
+	"github.com/weftmesh/weft/internal/stats"
 )
 
 // Proxy is a built RPC proxy; it serves downstream connections.
@@ -18,7 +19,7 @@ type Proxy struct {
 	frames  map[string]*sync.Pool // codec name -> pool of its frames
 	mkPool  map[string]func(api.Host) api.ConnPool
 	poolKy  map[string]string
-	ms      methodStats
+	ms      stats.MethodTable
 	routes  sync.Map // *router.Route -> *stats.RouteStats
 	latency sync.Map // cluster name -> *stats.Histogram
 }
@@ -29,7 +30,7 @@ var _ api.ConnHandler = (*Proxy)(nil)
 func New(c Config) *Proxy {
 	c.defaults()
 	p := &Proxy{cfg: c, frames: map[string]*sync.Pool{}, mkPool: map[string]func(api.Host) api.ConnPool{}, poolKy: map[string]string{}}
-	p.ms.init(&p.cfg)
+	p.ms.Init(p.cfg.Store, p.cfg.StatPrefix, p.cfg.MaxMethodStats)
 	for _, cd := range c.Codecs {
 		cd := cd
 		frames := &sync.Pool{New: func() any { return cd.NewFrame() }}

@@ -140,7 +140,7 @@ func (s *rpcStream) run() {
 	method, _ := h.Get(":path")
 	// Unrouted requests share one entry: a client cycling through made-up
 	// service names must not mint a metric series each.
-	s.mstats = sc.p.ms.unrouted(sc.codec.Name())
+	s.mstats = sc.p.ms.Unrouted(sc.codec.Name())
 	if s.oneway() {
 		cfg.Stats.DownstreamRqOneway.Inc()
 	}
@@ -164,7 +164,7 @@ func (s *rpcStream) run() {
 		return
 	}
 	s.route = rt
-	s.mstats = sc.p.ms.get(sc.codec.Name(), svc, method)
+	s.mstats = sc.p.ms.Get(sc.codec.Name(), svc, method)
 	rs := sc.p.routeStats(rt)
 	s.rs = rs
 	rs.Requests.Inc()

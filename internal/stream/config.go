@@ -72,6 +72,20 @@ type Config struct {
 	UseRemoteAddress bool
 	GenerateID       bool
 
+	// Codec is the downstream codec (codec_type): CodecAuto, CodecHTTP1
+	// or CodecHTTP2.
+	Codec int
+	// H2 are the downstream HTTP/2 settings.
+	H2 H2Options
+	// RPCRouting routes HTTP/2 gRPC (Triple) requests as the RPC proxy
+	// routes Bolt and Dubbo: the virtual host domain is the service, the
+	// path the method, and "version" / "group" headers come from
+	// tri-service-version / tri-service-group.
+	RPCRouting bool
+	// MaxMethodStats bounds the distinct gRPC service/method pairs with
+	// their own stats.
+	MaxMethodStats int
+
 	AccessLogs []*accesslog.Logger
 	Stats      *stats.HTTPStats
 	Store      *stats.Store
@@ -81,6 +95,8 @@ type Config struct {
 	routeStatsMap *sync.Map                   // *router.Route -> *stats.RouteStats
 	latencyMap    *sync.Map                   // cluster name -> *stats.Histogram
 	mkPool        func(api.Host) api.ConnPool // c.newPool, bound once: a method value per request would allocate
+	mkH2Pool      func(api.Host) api.ConnPool
+	methods       *stats.MethodTable // gRPC per service and method
 }
 
 func (c *Config) defaults() {
@@ -105,6 +121,28 @@ func (c *Config) defaults() {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.Store == nil {
+		c.Store = stats.NewStore()
+	}
+	if c.Stats == nil {
+		c.Stats = c.Store.HTTP(c.StatPrefix)
+	}
+	h := &c.H2
+	if h.MaxConcurrentStreams == 0 {
+		h.MaxConcurrentStreams = DefaultH2MaxStreams
+	}
+	if h.StreamWindow == 0 {
+		h.StreamWindow = DefaultH2StreamWindow
+	}
+	if h.ConnWindow == 0 {
+		h.ConnWindow = DefaultH2ConnWindow
+	}
+	if h.MaxPrematureResets == 0 {
+		h.MaxPrematureResets = DefaultMaxPrematureResets
+	}
+	if c.MaxMethodStats == 0 {
+		c.MaxMethodStats = 10000
+	}
 }
 
 // New returns a ready connection handler for c with defaults filled in.
@@ -114,5 +152,8 @@ func New(c Config) *Config {
 	c.latencyMap = &sync.Map{}
 	cp := &c
 	cp.mkPool = cp.newPool
+	cp.mkH2Pool = cp.newH2Pool
+	cp.methods = &stats.MethodTable{}
+	cp.methods.Init(cp.Store, cp.StatPrefix, cp.MaxMethodStats)
 	return cp
 }

@@ -30,6 +30,10 @@ const (
 // lives in one serverConn allocated here and reused for every request, so
 // a steady keep-alive connection allocates nothing per request.
 func (c *Config) ServeConn(ctx context.Context, nc net.Conn) {
+	if c.isH2(nc) {
+		c.serveH2(ctx, nc)
+		return
+	}
 	sc := &serverConn{cfg: c, nc: nc, ctx: ctx}
 	sc.dc.Conn = nc
 	sc.br = http1.NewReader(&sc.dc, c.BufPool)

@@ -49,6 +49,7 @@ const (
 	failBadBody        // the downstream request body is malformed: 400, close
 	failClient         // the downstream went away or stalled mid-body: close
 	failRequestTimeout // request_timeout passed before the body was in: 408, close
+	failRefused        // HTTP/2: the host refused the stream unprocessed (REFUSED_STREAM, GOAWAY)
 )
 
 // handle proxies one request; it reports whether the connection may serve
@@ -87,7 +88,7 @@ func (sc *serverConn) handle(s *stream) bool {
 		s.idle = rt.IdleTimeout
 	}
 	s.reqLimit = network.Deadline(s.start, cfg.RequestTimeout)
-	defer sc.routeStats(s, rt)
+	defer sc.cfg.recordRoute(s, rt)
 	if rt.DirectResponse != nil {
 		cfg.Stats.RqDirectResponse.Inc()
 		sc.localReply(s, rt.DirectResponse.Status, rt.DirectResponse.Body, bodyPending)
@@ -123,7 +124,10 @@ func (sc *serverConn) handle(s *stream) bool {
 		sc.localReply(s, 403, "upgrade not allowed", bodyPending)
 		return keep && !bodyPending
 	}
-	sc.mutateRequest(s, rt, reqOps)
+	sc.cfg.mutateRequest(s, sc, rt, reqOps)
+	if upstreamH2(cl, false) {
+		return sc.convert(s, cl, rt, respOps, keep, bodyPending)
+	}
 
 	// A body we may need to send twice (retries, mirrors) is read whole
 	// into a pooled buffer when it is small enough; larger bodies stream
@@ -185,7 +189,7 @@ func (sc *serverConn) handle(s *stream) bool {
 		if res == okResponse {
 			return sc.respond(s, cl, respOps, uc, keep)
 		}
-		if try < retries && replayable && sc.retriable(s, rt, res) && cl.TryAcquire(api.ResRetries) {
+		if try < retries && replayable && retriable(s.req.Method, rt, res) && cl.TryAcquire(api.ResRetries) {
 			if uc != nil {
 				// A retried response's body is never read: its connection
 				// cannot be reused, so it goes (and frees its pool slot).
@@ -213,11 +217,19 @@ func (sc *serverConn) handle(s *stream) bool {
 	}
 }
 
+// downstream is the connection a request came on, as request mutation
+// and header formatters see it.
+type downstream interface {
+	router.VarSource
+	remoteIP() string
+	scheme() string
+}
+
 // mutateRequest applies the route's rewrites and header operations and the
 // forwarding headers.
-func (sc *serverConn) mutateRequest(s *stream, rt *router.Route, ops *router.HeaderOps) {
+func (c *Config) mutateRequest(s *stream, d downstream, rt *router.Route, ops *router.HeaderOps) {
 	req := &s.req
-	ops.Apply(req, s)
+	ops.Apply(req, d)
 	if p := rt.RewritePath(req.Target); p != req.Target {
 		req.Set(":path", p)
 	}
@@ -229,28 +241,38 @@ func (sc *serverConn) mutateRequest(s *stream, rt *router.Route, ops *router.Hea
 		}
 	}
 	if _, ok := req.Get("x-forwarded-proto"); !ok {
-		req.Set("x-forwarded-proto", "http")
+		req.Set("x-forwarded-proto", d.scheme())
 	}
-	if sc.cfg.UseRemoteAddress {
-		ip := sc.remoteIP()
+	if c.UseRemoteAddress {
+		ip := d.remoteIP()
 		if v, ok := req.Get("x-forwarded-for"); ok && v != "" {
 			req.Set("x-forwarded-for", v+", "+ip)
 		} else {
 			req.Set("x-forwarded-for", ip)
 		}
 	}
-	if sc.cfg.GenerateID {
+	if c.GenerateID {
 		if _, ok := req.Get("x-request-id"); !ok {
 			req.Set("x-request-id", newRequestID())
 		}
 	}
 	if len(rt.HashPolicies) > 0 {
-		s.hashKey, s.hasHash = rt.Hash(req, sc.remoteIP())
+		s.hashKey, s.hasHash = rt.Hash(req, d.remoteIP())
 	}
 }
 
 // DownstreamRemoteAddress implements router.VarSource.
 func (s *stream) DownstreamRemoteAddress() string { return s.sc.nc.RemoteAddr().String() }
+
+// DownstreamRemoteAddress implements router.VarSource.
+func (sc *serverConn) DownstreamRemoteAddress() string { return sc.nc.RemoteAddr().String() }
+
+func (sc *serverConn) scheme() string {
+	if isTLS(sc.nc) {
+		return "https"
+	}
+	return "http"
+}
 
 // remoteIP is the downstream peer's IP, formatted once per connection.
 func (sc *serverConn) remoteIP() string {
@@ -467,7 +489,7 @@ func isUpstreamErr(err error, pc net.Conn) bool {
 // overflow, an explicit retriable status) are retried for any method;
 // resets and timeouts after the request went out are retried only for
 // idempotent methods.
-func (sc *serverConn) retriable(s *stream, rt *router.Route, f failure) bool {
+func retriable(method string, rt *router.Route, f failure) bool {
 	rp := rt.RetryPolicy
 	if rp == nil {
 		return false
@@ -478,9 +500,11 @@ func (sc *serverConn) retriable(s *stream, rt *router.Route, f failure) bool {
 	case failRetryable:
 		return true
 	case failReset:
-		return rp.RetriableReset(router.ResetOther) && idempotent(s.req.Method)
+		return rp.RetriableReset(router.ResetOther) && idempotent(method)
+	case failRefused:
+		return rp.RetriableReset(router.ResetOther) || rp.RetriableReset(router.ResetConnectFailure)
 	case failTimeout:
-		return rp.RetryOn&(router.Retry5xx|router.RetryGatewayError) != 0 && idempotent(s.req.Method)
+		return rp.RetryOn&(router.Retry5xx|router.RetryGatewayError) != 0 && idempotent(method)
 	}
 	return false
 }
@@ -709,8 +733,9 @@ func (sc *serverConn) localReplyHeaders(s *stream, status int, location string) 
 	_ = sc.w.Flush()
 }
 
-func (sc *serverConn) routeStats(s *stream, rt *router.Route) {
-	st := sc.cfg.routeStats(rt)
+// recordRoute counts a finished request in its route's stats.
+func (c *Config) recordRoute(s *stream, rt *router.Route) {
+	st := c.routeStats(rt)
 	st.Requests.Inc()
 	st.RecordResponse(s.status)
 	st.Latency.Observe(time.Since(s.start))

@@ -150,31 +150,37 @@ func (sc *serverConn) localReply(s *stream, status int, body string, closeConn b
 
 // log records the stream in stats and access logs.
 func (sc *serverConn) log(s *stream) {
-	st := sc.cfg.Stats
+	sc.cfg.Stats.DownstreamRqHTTP1.Inc()
+	sc.countBytes()
+	sc.cfg.record(s, sc.nc, s.Protocol())
+}
+
+// record counts a finished stream of any downstream codec and writes its
+// access log entries.
+func (c *Config) record(s *stream, nc net.Conn, protocol string) {
+	st := c.Stats
 	st.DownstreamRq.Inc()
-	st.DownstreamRqHTTP1.Inc()
 	if s.respAt != (time.Time{}) {
 		st.DownstreamRqCompleted.Inc()
 	}
 	st.RecordResponse(s.status)
-	sc.countBytes()
 	d := time.Since(s.start)
 	st.DownstreamRqTime.Observe(d)
-	if len(sc.cfg.AccessLogs) == 0 {
+	if len(c.AccessLogs) == 0 {
 		return
 	}
 	e := &s.entry
 	*e = accesslog.Entry{
 		Start:           s.start,
 		Duration:        d,
-		Protocol:        s.Protocol(),
+		Protocol:        protocol,
 		Status:          s.status,
 		Flags:           s.flagString(),
 		BytesReceived:   uint64(s.bytesIn),
 		BytesSent:       uint64(s.bytesOut),
 		UpstreamCluster: s.cluster,
-		Downstream:      sc.nc.RemoteAddr(),
-		DownstreamLocal: sc.nc.LocalAddr(),
+		Downstream:      nc.RemoteAddr(),
+		DownstreamLocal: nc.LocalAddr(),
 		UpstreamFailure: s.failure,
 	}
 	if s.headStarted() {
@@ -192,7 +198,7 @@ func (sc *serverConn) log(s *stream) {
 	if s.route != nil {
 		e.RouteName = s.route.Name
 	}
-	for _, l := range sc.cfg.AccessLogs {
+	for _, l := range c.AccessLogs {
 		l.Log(e)
 	}
 }

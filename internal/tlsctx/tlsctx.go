@@ -86,8 +86,8 @@ func (o Options) read(name string) ([]byte, error) {
 	return b, err
 }
 
-// ALPN Weft speaks: HTTP/2 is not served yet.
-var speaks = map[string]bool{"http/1.1": true}
+// ALPN Weft speaks.
+var speaks = map[string]bool{"http/1.1": true, "h2": true}
 
 // Server parses a filter chain's transport_socket into a server config.
 // path is the transport_socket's field path; errors are *config.Errors.
@@ -372,7 +372,7 @@ func common(cc *tlsv3.CommonTlsContext, path string, cfg *tls.Config, o Options,
 	}
 	for i, a := range cc.GetAlpnProtocols() {
 		if !speaks[a] {
-			errs.Add(fmt.Sprintf("%s.alpn_protocols[%d]", path, i), "%q: Weft speaks only http/1.1 over TLS", a)
+			errs.Add(fmt.Sprintf("%s.alpn_protocols[%d]", path, i), "%q: Weft speaks only h2 and http/1.1 over TLS", a)
 			continue
 		}
 		cfg.NextProtos = append(cfg.NextProtos, a)

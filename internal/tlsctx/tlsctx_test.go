@@ -82,7 +82,7 @@ func TestServer(t *testing.T) {
 		{"sds", func(d *tlsv3.DownstreamTlsContext) {
 			d.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: "x"}}
 		}, p + ".tls_certificate_sds_secret_configs[0]: no static_resources.secrets", nil},
-		{"h2 alpn", func(d *tlsv3.DownstreamTlsContext) { d.CommonTlsContext.AlpnProtocols = []string{"h2"} }, p + ".alpn_protocols[0]", nil},
+		{"h3 alpn", func(d *tlsv3.DownstreamTlsContext) { d.CommonTlsContext.AlpnProtocols = []string{"h3"} }, p + ".alpn_protocols[0]", nil},
 		{"unsupported field", func(d *tlsv3.DownstreamTlsContext) { d.RequireSni = wrapperspb.Bool(true) }, "ts.typed_config.require_sni: not supported", nil},
 		{"mtls without ca", func(d *tlsv3.DownstreamTlsContext) { d.RequireClientCertificate = wrapperspb.Bool(true) }, "ts.typed_config.require_client_certificate", nil},
 		{"crl", func(d *tlsv3.DownstreamTlsContext) {

@@ -157,6 +157,9 @@ func (c *Cluster) Stats() *api.ClusterStats { return &c.stats }
 // Hosts returns the current members, healthy or not.
 func (c *Cluster) Hosts() []*Host { return slices.Clone(c.set.Load().hosts) }
 
+// HTTPOptions is how the cluster speaks HTTP to its hosts.
+func (c *Cluster) HTTPOptions() HTTPOptions { return c.spec.http }
+
 // PoolConfig is the pool.Config for this cluster's hosts: idle timeout and
 // max requests per connection from its HTTP protocol options, and the
 // cluster itself as the max_connections / max_pending_requests breaker.

@@ -78,7 +78,9 @@ type spec struct {
 	dnsFamily      clusterv3.Cluster_DnsLookupFamily
 	endpoints      []endpointSpec // IPs for STATIC, hostnames for DNS
 	tls            *tls.Config    // TLS origination; nil for plain TCP
-	warnings       []string       // accepted but weak settings, logged at build
+	tlsH2          *tls.Config    // tls offering ALPN h2, for HTTP/2 connections
+	http           HTTPOptions
+	warnings       []string // accepted but weak settings, logged at build
 }
 
 // endpointSpec is one configured endpoint. For DNS clusters host is a name
@@ -231,6 +233,11 @@ func (s *spec) parseTransport(c *clusterv3.Cluster, secrets tlsctx.Options) erro
 
 func (s *spec) parseHTTPOptions(c *clusterv3.Cluster) error {
 	common := c.GetCommonHttpProtocolOptions()
+	var h2 *corev3.Http2ProtocolOptions
+	s.http.Protocol = HTTP1
+	if o := c.GetHttp2ProtocolOptions(); o != nil { //nolint:staticcheck // deprecated, still honoured by Envoy
+		s.http.Protocol, h2 = HTTP2, o
+	}
 	if any, ok := c.GetTypedExtensionProtocolOptions()[httpProtocolOptionsName]; ok {
 		var o httpv3.HttpProtocolOptions
 		if err := any.UnmarshalTo(&o); err != nil {
@@ -238,6 +245,36 @@ func (s *spec) parseHTTPOptions(c *clusterv3.Cluster) error {
 		}
 		if o.GetCommonHttpProtocolOptions() != nil {
 			common = o.GetCommonHttpProtocolOptions()
+		}
+		p := fmt.Sprintf("typed_extension_protocol_options[%q]", httpProtocolOptionsName)
+		switch pc := o.GetUpstreamProtocolOptions().(type) {
+		case *httpv3.HttpProtocolOptions_ExplicitHttpConfig_:
+			if o := pc.ExplicitHttpConfig.GetHttp2ProtocolOptions(); o != nil {
+				s.http.Protocol, h2 = HTTP2, o
+			} else if pc.ExplicitHttpConfig.GetHttp3ProtocolOptions() != nil {
+				return errors.New(p + ".explicit_http_config.http3_protocol_options: HTTP/3 is not supported")
+			} else {
+				s.http.Protocol = HTTP1
+			}
+		case *httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig:
+			if pc.UseDownstreamProtocolConfig.GetHttp3ProtocolOptions() != nil {
+				return errors.New(p + ".use_downstream_protocol_config.http3_protocol_options: HTTP/3 is not supported")
+			}
+			s.http.Protocol, h2 = Downstream, pc.UseDownstreamProtocolConfig.GetHttp2ProtocolOptions()
+		case *httpv3.HttpProtocolOptions_AutoConfig:
+			return errors.New(p + ".auto_config: not supported (use explicit_http_config or use_downstream_protocol_config)")
+		}
+	}
+	if err := s.http.parseH2(h2); err != nil {
+		return err
+	}
+	if s.tls != nil && s.http.Protocol != HTTP1 {
+		// HTTP/2 over TLS is negotiated by ALPN; a config naming its own
+		// alpn_protocols is used as given.
+		s.tlsH2 = s.tls
+		if len(s.tls.NextProtos) == 0 {
+			s.tlsH2 = s.tls.Clone()
+			s.tlsH2.NextProtos = []string{"h2"}
 		}
 	}
 	s.pool.IdleTimeout = pool.DefaultIdleTimeout
@@ -254,6 +291,71 @@ func (s *spec) parseHTTPOptions(c *clusterv3.Cluster) error {
 		s.pool.MaxRequestsPerConn = int(m.GetValue())
 	} else if m := c.GetMaxRequestsPerConnection(); m != nil {
 		s.pool.MaxRequestsPerConn = int(m.GetValue())
+	}
+	return nil
+}
+
+// Upstream HTTP protocols of a cluster.
+const (
+	HTTP1      = "http1"
+	HTTP2      = "http2"
+	Downstream = "downstream" // use_downstream_protocol_config: as the client spoke
+)
+
+// Envoy's HTTP/2 defaults (protocol.proto).
+const (
+	DefaultH2StreamWindow = 256 << 10
+	DefaultH2ConnWindow   = 1 << 20
+)
+
+// HTTPOptions is how a cluster speaks HTTP to its hosts.
+type HTTPOptions struct {
+	// Protocol is HTTP1, HTTP2 or Downstream.
+	Protocol string
+	// StreamWindow and ConnWindow bound what Weft buffers from a host per
+	// stream and per connection (initial_stream_window_size,
+	// initial_connection_window_size): a slow downstream reader stops the
+	// upstream through flow control instead of growing a buffer.
+	StreamWindow, ConnWindow int32
+	// KeepaliveInterval and KeepaliveTimeout are connection_keepalive:
+	// PING after an idle interval, close if no answer within the timeout.
+	KeepaliveInterval, KeepaliveTimeout time.Duration
+	// MaxConcurrentStreams caps the streams Weft opens per connection (the
+	// host's own SETTINGS may lower it); 0 means the host's value.
+	MaxConcurrentStreams uint32
+}
+
+func (o *HTTPOptions) parseH2(h2 *corev3.Http2ProtocolOptions) error {
+	o.StreamWindow, o.ConnWindow = DefaultH2StreamWindow, DefaultH2ConnWindow
+	if h2 == nil {
+		return nil
+	}
+	if v := h2.GetInitialStreamWindowSize(); v != nil {
+		o.StreamWindow = int32(v.GetValue())
+	}
+	if v := h2.GetInitialConnectionWindowSize(); v != nil {
+		o.ConnWindow = int32(v.GetValue())
+	}
+	if v := h2.GetMaxConcurrentStreams(); v != nil {
+		o.MaxConcurrentStreams = v.GetValue()
+	}
+	if ka := h2.GetConnectionKeepalive(); ka != nil {
+		o.KeepaliveInterval = ka.GetInterval().AsDuration()
+		o.KeepaliveTimeout = ka.GetTimeout().AsDuration()
+		if o.KeepaliveTimeout <= 0 {
+			return errors.New("http2_protocol_options.connection_keepalive.timeout: required")
+		}
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"allow_connect", h2.GetAllowConnect()},
+		{"custom_settings_parameters", len(h2.GetCustomSettingsParameters()) > 0},
+	} {
+		if f.set {
+			return fmt.Errorf("http2_protocol_options.%s: not supported", f.name)
+		}
 	}
 	return nil
 }

@@ -135,7 +135,17 @@ func (h *Host) ActiveRequests() *api.Gauge { return &h.active }
 // ctx), with TCP_NODELAY and the cluster's TCP keepalive settings. It
 // counts the connection in the host and cluster stats; closing the
 // returned conn decrements the active gauges.
-func (h *Host) Dial(ctx context.Context) (net.Conn, error) {
+func (h *Host) Dial(ctx context.Context) (net.Conn, error) { return h.dial(ctx, h.c.spec.tls) }
+
+// DialH2 is Dial for an HTTP/2 connection: over TLS it offers ALPN h2.
+func (h *Host) DialH2(ctx context.Context) (net.Conn, error) {
+	if h.c.spec.tlsH2 != nil {
+		return h.dial(ctx, h.c.spec.tlsH2)
+	}
+	return h.dial(ctx, h.c.spec.tls)
+}
+
+func (h *Host) dial(ctx context.Context, tcfg *tls.Config) (net.Conn, error) {
 	c := h.c
 	ctx, cancel := context.WithTimeout(ctx, c.spec.connectTimeout)
 	defer cancel()
@@ -159,13 +169,13 @@ func (h *Host) Dial(ctx context.Context) (net.Conn, error) {
 		t.h.Store(h)
 		out = t
 	}
-	if c.spec.tls == nil {
+	if tcfg == nil {
 		return out, nil
 	}
 	// The TLS handshake is part of connecting: within connect_timeout. The
 	// pool's liveness peek looks at the socket under the TLS conn
 	// (NetConn), so a peer's close_notify or FIN retires it.
-	tc, err := handshake(ctx, out, c.spec.tls)
+	tc, err := handshake(ctx, out, tcfg)
 	if err != nil {
 		h.stats.ConnFailure.Inc()
 		c.stats.UpstreamConnFailure.Inc()

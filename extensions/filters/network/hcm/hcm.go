@@ -63,9 +63,35 @@ func (factory) Parse(b []byte, typeURL string) (any, error) {
 	}
 	p := &parsed{pb: pb}
 	switch pb.GetCodecType() {
-	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1:
+	case hcmv3.HttpConnectionManager_AUTO:
+		p.cfg.Codec = stream.CodecAuto
+	case hcmv3.HttpConnectionManager_HTTP1:
+		p.cfg.Codec = stream.CodecHTTP1
+	case hcmv3.HttpConnectionManager_HTTP2:
+		p.cfg.Codec = stream.CodecHTTP2
 	default:
-		errs.Add("codec_type", "%s not supported yet (HTTP1 and AUTO are)", pb.GetCodecType())
+		errs.Add("codec_type", "%s not supported (AUTO, HTTP1 and HTTP2 are)", pb.GetCodecType())
+	}
+	if h2 := pb.GetHttp2ProtocolOptions(); h2 != nil {
+		o := &p.cfg.H2
+		if v := h2.GetMaxConcurrentStreams(); v != nil {
+			o.MaxConcurrentStreams = v.GetValue()
+		}
+		if v := h2.GetInitialStreamWindowSize(); v != nil {
+			o.StreamWindow = int32(v.GetValue())
+		}
+		if v := h2.GetInitialConnectionWindowSize(); v != nil {
+			o.ConnWindow = int32(v.GetValue())
+		}
+		if h2.GetAllowConnect() {
+			errs.Add("http2_protocol_options.allow_connect", "CONNECT over HTTP/2 is not supported")
+		}
+		if len(h2.GetCustomSettingsParameters()) > 0 {
+			errs.Add("http2_protocol_options.custom_settings_parameters", "not supported")
+		}
+	}
+	if pb.GetHttp3ProtocolOptions() != nil {
+		errs.Add("http3_protocol_options", "HTTP/3 is not supported")
 	}
 	switch rs := pb.GetRouteSpecifier().(type) {
 	case *hcmv3.HttpConnectionManager_RouteConfig:
@@ -190,6 +216,18 @@ type terminal struct{ h api.ConnHandler }
 
 // Chain implements api.NetworkFilter; the connection manager is terminal.
 func (t terminal) Chain(api.ConnHandler) api.ConnHandler { return t.h }
+
+// ALPN lists the protocols a TLS filter chain offers for this connection
+// manager when its DownstreamTlsContext names none.
+func (p *parsed) ALPN() []string {
+	switch p.cfg.Codec {
+	case stream.CodecHTTP1:
+		return []string{"http/1.1"}
+	case stream.CodecHTTP2:
+		return []string{"h2"}
+	}
+	return []string{"h2", "http/1.1"}
+}
 
 // Warnings lists what Parse accepted with a warning.
 func (p *parsed) Warnings() []string { return p.warnings }

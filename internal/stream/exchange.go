@@ -1,0 +1,396 @@
+package stream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/codec/http1"
+	"github.com/weftmesh/weft/internal/network"
+	"github.com/weftmesh/weft/internal/router"
+	"github.com/weftmesh/weft/internal/upstream"
+	"github.com/weftmesh/weft/internal/upstream/pool"
+)
+
+// The codec layer. A request that is HTTP/1 on both sides keeps the
+// zero-copy path of proxy.go. Every other pairing goes through exchange:
+// the downstream codec (HTTP/2 server, or HTTP/1 toward an HTTP/2
+// cluster) fills the request head (http1.RequestHead, which the router,
+// filters and access logs already read) and a body source; the upstream
+// codec (h1RoundTrip, h2RoundTrip) sends them and fills the response head
+// (http1.ResponseHead) and hands back the body and trailers. A new codec
+// pair (Bolt <-> Triple at a gateway) is one more downstream or upstream
+// codec over the same exchange, not a special case.
+
+// exchange is one request on its way upstream.
+type exchange struct {
+	s       *stream
+	ctx     context.Context // the downstream stream's: ends when it does
+	body    io.Reader       // the request body to stream; nil: none, or held
+	held    []byte          // the whole body read ahead (replayable); nil: none
+	bodyLen int64           // -1: unknown (chunked / HTTP/2 without content-length)
+	h2down  bool            // the downstream speaks HTTP/2
+	lb      api.LBContext
+	idle    time.Duration // stream idle timeout for upstream writes
+}
+
+// upResponse is an upstream response: its head is in the stream's resp.
+type upResponse struct {
+	body io.Reader
+	// trailer returns the trailers once body reached EOF (HTTP/2).
+	trailer func() http.Header
+	// done releases the upstream connection or stream; complete says the
+	// body was read to its end (an HTTP/1 connection may be reused).
+	done func(complete bool)
+}
+
+// upstreamH2 reports whether requests to cl go over HTTP/2.
+func upstreamH2(cl api.Cluster, downstreamH2 bool) bool {
+	if hc, ok := cl.(interface{ HTTPOptions() upstream.HTTPOptions }); ok {
+		switch hc.HTTPOptions().Protocol {
+		case upstream.HTTP2:
+			return true
+		case upstream.Downstream:
+			return downstreamH2
+		}
+	}
+	return false
+}
+
+// forward runs the tries of one request: host picks again when a config
+// change took the host away, retries by the route's policy, the last
+// try's response (or failure) for the client.
+func (c *Config) forwardX(x *exchange, cl api.Cluster, rt *router.Route, deadline time.Time) (*upResponse, failure) {
+	retries := 0
+	if rt.RetryPolicy != nil {
+		retries = int(rt.RetryPolicy.NumRetries)
+	}
+	replayable := x.body == nil
+	fwd, gone := cl, 0
+	for try := 0; ; try++ {
+		up, res := c.tryX(x, fwd, rt, deadline, try)
+		if (res == failHostGone || res == failNoHost) && gone < maxHostGone {
+			cur, ok := c.Clusters.Cluster(x.s.cluster)
+			if res == failHostGone || (ok && cur != fwd) {
+				gone++
+				if ok {
+					fwd = cur
+				}
+				x.s.host = nil
+				try--
+				continue
+			}
+		}
+		if res == okResponse {
+			return up, res
+		}
+		if try < retries && replayable && retriable(x.s.req.Method, rt, res) && cl.TryAcquire(api.ResRetries) {
+			if up != nil {
+				up.done(false)
+				up = nil
+				x.s.hasResp = false
+				x.s.resp.Reset()
+			}
+			c.routeStats(rt).Retries.Inc()
+			cl.Stats().UpstreamRetries.Inc()
+			sleepBackoff(rt.RetryPolicy, try, deadline)
+			cl.Release(api.ResRetries)
+			if !deadline.IsZero() && time.Now().After(deadline) {
+				res = failTimeout
+			} else {
+				x.s.host = nil
+				continue
+			}
+		}
+		if res == failRetryable {
+			return up, okResponse
+		}
+		return nil, res
+	}
+}
+
+// tryX is one try: pick a host, send the request over the cluster's
+// protocol, read the response head.
+func (c *Config) tryX(x *exchange, cl api.Cluster, rt *router.Route, deadline time.Time, try int) (*upResponse, failure) {
+	s := x.s
+	host := cl.Pick(x.lb)
+	if host == nil {
+		cl.Stats().NoHealthyHost.Inc()
+		return nil, failNoHost
+	}
+	s.host = host
+	host.ActiveRequests().Inc()
+	defer host.ActiveRequests().Dec()
+	tryDeadline := deadline
+	if rt.RetryPolicy != nil && rt.RetryPolicy.PerTryTimeout > 0 {
+		if d := time.Now().Add(rt.RetryPolicy.PerTryTimeout); tryDeadline.IsZero() || d.Before(tryDeadline) {
+			tryDeadline = d
+		}
+	}
+	body := x.body
+	if x.held != nil {
+		body = bytes.NewReader(x.held)
+	}
+	var up *upResponse
+	var res failure
+	if upstreamH2(cl, x.h2down) {
+		up, res = c.h2RoundTrip(x, cl, host, body, deadline, tryDeadline)
+	} else {
+		up, res = c.h1RoundTrip(x, cl, host, body, tryDeadline)
+	}
+	if res != okResponse {
+		return nil, res
+	}
+	s.hasResp = true
+	if rt.RetryPolicy != nil && try < int(rt.RetryPolicy.NumRetries) && rt.RetryPolicy.RetriableStatus(s.resp.Status) {
+		return up, failRetryable
+	}
+	return up, okResponse
+}
+
+// connError maps a failure to get an upstream connection.
+func connError(s *stream, err error, tryDeadline time.Time) failure {
+	switch {
+	case errors.Is(err, pool.ErrOverflow):
+		return failOverflow
+	case errors.Is(err, pool.ErrClosed):
+		return failHostGone
+	}
+	s.failure = err.Error()
+	if (network.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded)) && !tryDeadline.IsZero() && !time.Now().Before(tryDeadline) {
+		return failTimeout
+	}
+	return failConnect
+}
+
+// hopHeaders are connection-specific fields that HTTP/2 forbids (RFC 9113
+// 8.2.2) and a proxy does not forward between codecs.
+var hopHeaders = map[string]bool{
+	"connection": true, "keep-alive": true, "proxy-connection": true,
+	"transfer-encoding": true, "upgrade": true, "host": true, "content-length": true,
+}
+
+// h2RoundTrip sends the request over an HTTP/2 stream to host.
+func (c *Config) h2RoundTrip(x *exchange, cl api.Cluster, host api.Host, body io.Reader, deadline, tryDeadline time.Time) (*upResponse, failure) {
+	s := x.s
+	// The stream's context bounds the whole exchange (route timeout);
+	// the per-try timeout only bounds the wait for the response head.
+	ctx, cancel := context.WithCancel(x.ctx)
+	if !deadline.IsZero() {
+		ctx, cancel = context.WithDeadline(x.ctx, deadline)
+	}
+	var tryTimer *time.Timer
+	if !tryDeadline.Equal(deadline) {
+		tryTimer = time.AfterFunc(time.Until(tryDeadline), cancel)
+	}
+	fail := func(f failure) (*upResponse, failure) {
+		if tryTimer != nil {
+			tryTimer.Stop()
+		}
+		cancel()
+		return nil, f
+	}
+	p := host.Pool(ProtocolH2, c.mkH2Pool).(*h2Pool)
+	cc, err := p.get(ctx)
+	if err != nil {
+		return fail(connError(s, err, tryDeadline))
+	}
+	req := c.h2Request(ctx, s, body, x.bodyLen)
+	cl.Stats().UpstreamRequests.Inc()
+	host.Stats().Requests.Inc()
+	s.upStart = time.Now()
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		s.failure = err.Error()
+		switch {
+		case ctx.Err() != nil && x.ctx.Err() == nil:
+			cl.Stats().UpstreamRequestTimeout.Inc()
+			return fail(failTimeout)
+		case x.ctx.Err() != nil:
+			s.flag(api.FlagDownstreamReset)
+			return fail(failClient)
+		case isH2Refused(err):
+			return fail(failRefused)
+		}
+		cl.Stats().UpstreamResets.Inc()
+		return fail(failReset)
+	}
+	if tryTimer != nil {
+		tryTimer.Stop()
+	}
+	fillResponse(&s.resp, resp)
+	return &upResponse{
+		body:    resp.Body,
+		trailer: func() http.Header { return resp.Trailer },
+		done: func(bool) {
+			_ = resp.Body.Close()
+			cancel()
+		},
+	}, okResponse
+}
+
+// h2Request builds the upstream HTTP/2 request from the routed head.
+func (c *Config) h2Request(ctx context.Context, s *stream, body io.Reader, n int64) *http.Request {
+	h := &s.req
+	u := &url.URL{Scheme: "http", Host: h.Host()}
+	path, query, _ := strings.Cut(h.Target, "?")
+	u.Opaque, u.RawQuery = path, query
+	hdr := make(http.Header, h.Len())
+	h.Range(func(k, v string) bool {
+		lk := strings.ToLower(k)
+		if hopHeaders[lk] || (lk == "te" && v != "trailers") {
+			return true
+		}
+		hdr[http.CanonicalHeaderKey(k)] = append(hdr[http.CanonicalHeaderKey(k)], v)
+		return true
+	})
+	req := &http.Request{
+		Method:        h.Method,
+		URL:           u,
+		Host:          u.Host,
+		Proto:         "HTTP/2.0",
+		ProtoMajor:    2,
+		Header:        hdr,
+		ContentLength: n,
+	}
+	if body != nil && n != 0 {
+		req.Body = io.NopCloser(body)
+	} else {
+		req.ContentLength = 0
+	}
+	return req.WithContext(ctx)
+}
+
+// fillResponse puts an HTTP/2 response head into dst.
+func fillResponse(dst *http1.ResponseHead, resp *http.Response) {
+	dst.Reset()
+	dst.Status = resp.StatusCode
+	dst.Minor = 1
+	dst.ContentLength = resp.ContentLength
+	for k, vv := range resp.Header {
+		for _, v := range vv {
+			dst.Add(k, v)
+		}
+	}
+}
+
+// h1RoundTrip sends the request over a pooled HTTP/1.1 connection to host
+// and reads the response head.
+func (c *Config) h1RoundTrip(x *exchange, cl api.Cluster, host api.Host, body io.Reader, tryDeadline time.Time) (*upResponse, failure) {
+	s := x.s
+	p := host.Pool(Protocol, c.mkPool).(*pool.Pool)
+	pc, err := p.GetIdle()
+	if pc == nil && err == nil {
+		ctx, cancel := context.WithCancel(x.ctx)
+		if !tryDeadline.IsZero() {
+			ctx, cancel = context.WithDeadline(x.ctx, tryDeadline)
+		}
+		pc, _, err = p.Get(ctx)
+		cancel()
+	}
+	if err != nil {
+		return nil, connError(s, err, tryDeadline)
+	}
+	uc := upConnOf(pc, c.BufPool)
+	drop := func() { uc.br.Release(); uc.pc.Release(false) }
+	cl.Stats().UpstreamRequests.Inc()
+	host.Stats().Requests.Inc()
+	s.upStart = time.Now()
+	// HTTP/1 frames a body of unknown length as chunked.
+	h := &s.req
+	h.Del("te")
+	chunked := body != nil && x.bodyLen < 0
+	if chunked {
+		h.Set("transfer-encoding", "chunked")
+	} else if body != nil || x.bodyLen > 0 {
+		h.Set("content-length", strconv.FormatInt(x.bodyLen, 10))
+	}
+	// Abort the upstream socket if the downstream stream goes away.
+	stop := context.AfterFunc(x.ctx, func() { _ = pc.SetDeadline(time.Now()) })
+	uc.ic.clearErrs()
+	uc.ic.streaming(x.idle, time.Time{})
+	bp := c.BufPool.Get()
+	b := h.AppendTo((*bp)[:0])
+	_, err = uc.ic.Write(b)
+	*bp = b[:cap(b)]
+	c.BufPool.Put(bp)
+	if err == nil && body != nil {
+		if chunked {
+			cw := http1.NewChunkedWriter(&uc.ic)
+			if _, err = io.Copy(cw, body); err == nil {
+				err = cw.Close()
+			}
+		} else {
+			_, err = io.Copy(&uc.ic, body)
+		}
+	}
+	uc.ic.stop()
+	if err != nil {
+		stop()
+		drop()
+		s.failure = err.Error()
+		if x.ctx.Err() != nil || uc.ic.writeErr == nil {
+			s.flag(api.FlagDownstreamReset)
+			return nil, failClient
+		}
+		cl.Stats().UpstreamResets.Inc()
+		return nil, failReset
+	}
+	_ = pc.SetReadDeadline(tryDeadline)
+	for {
+		err = uc.br.ReadResponseHead(&s.resp, c.Limits)
+		if err != nil || s.resp.Status >= 200 {
+			break
+		}
+		s.resp.Reset()
+	}
+	if err != nil {
+		stop()
+		drop()
+		s.failure = err.Error()
+		switch {
+		case x.ctx.Err() != nil:
+			s.flag(api.FlagDownstreamReset)
+			return nil, failClient
+		case network.IsTimeout(err):
+			cl.Stats().UpstreamRequestTimeout.Inc()
+			return nil, failTimeout
+		case errors.Is(err, http1.ErrMalformed), errors.Is(err, http1.ErrHeaderTooLarge):
+			return nil, failProtocol
+		}
+		cl.Stats().UpstreamResets.Inc()
+		return nil, failReset
+	}
+	_ = pc.SetReadDeadline(time.Time{})
+	resp := &s.resp
+	noBody := resp.NoBody(s.req.Method)
+	untilEOF := !noBody && resp.ContentLength < 0 && !resp.Chunked
+	keep := !resp.Close && !untilEOF
+	var br io.Reader = http.NoBody
+	if !noBody {
+		br = uc.br.Body(resp.ContentLength, resp.Chunked, untilEOF)
+	}
+	// The downstream codec frames the body itself.
+	resp.Del("transfer-encoding")
+	resp.Del("connection")
+	resp.Del("keep-alive")
+	return &upResponse{
+		body: br,
+		done: func(complete bool) {
+			stop()
+			if complete && keep {
+				uc.br.Release()
+				uc.pc.Release(true)
+				return
+			}
+			drop()
+		},
+	}, okResponse
+}

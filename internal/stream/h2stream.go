@@ -1,0 +1,380 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/network"
+	"github.com/weftmesh/weft/internal/router"
+	"github.com/weftmesh/weft/internal/stats"
+)
+
+// h2stream is one HTTP/2 stream: the protocol-neutral stream state shared
+// with HTTP/1 (head, route, flags, counters) plus the net/http view the
+// HTTP/2 server gives.
+type h2stream struct {
+	stream
+	hc    *h2conn
+	w     http.ResponseWriter
+	r     *http.Request
+	rc    *http.ResponseController
+	grpc  bool
+	wrote bool // the response head went out
+	trail int  // gRPC status from the response (-1: none seen)
+}
+
+var _ api.Stream = (*h2stream)(nil)
+
+func (s *h2stream) begin(hc *h2conn, w http.ResponseWriter, r *http.Request) {
+	s.stream.reset(time.Now())
+	s.hashKey, s.hasHash = 0, false
+	s.idle = hc.cfg.StreamIdleTimeout
+	s.hc, s.w, s.r = hc, w, r
+	s.rc = http.NewResponseController(w)
+	s.wrote = false
+	s.trail = -1
+	req := &s.req
+	req.Method = r.Method
+	req.Target = r.RequestURI
+	req.Minor = 1
+	req.ContentLength = r.ContentLength
+	req.Add("host", r.Host)
+	for k, vv := range r.Header {
+		for _, v := range vv {
+			req.Add(k, v)
+		}
+	}
+	ct, _ := req.Get("content-type")
+	s.grpc = isGRPC(ct)
+}
+
+func (s *h2stream) end() {
+	s.hc, s.w, s.r, s.rc = nil, nil, nil, nil
+	s.host, s.route = nil, nil
+	s.req.Release()
+	s.resp.Release()
+}
+
+// Context implements api.Stream.
+func (s *h2stream) Context() context.Context { return s.r.Context() }
+
+// Protocol implements api.Stream.
+func (s *h2stream) Protocol() string { return "HTTP/2" }
+
+// RemoteAddr implements api.Stream.
+func (s *h2stream) RemoteAddr() net.Addr { return s.hc.nc.RemoteAddr() }
+
+// DownstreamRemoteAddress implements router.VarSource.
+func (s *h2stream) DownstreamRemoteAddress() string { return s.hc.DownstreamRemoteAddress() }
+
+// SendLocalReply implements api.Stream.
+func (s *h2stream) SendLocalReply(status int, body string, flag string) {
+	if flag != "" {
+		s.flag(flag)
+	}
+	s.localReply(status, body, "")
+}
+
+// localReply answers from Weft itself; a gRPC request gets a trailers-only
+// response carrying the gRPC status that matches (grpcStatus overrides the
+// mapping from the HTTP status).
+func (s *h2stream) localReply(status int, body string, grpcMsg string) {
+	if s.replied || s.wrote {
+		return
+	}
+	cfg := s.hc.cfg
+	s.replied = true
+	s.hasResp = true
+	s.resp.Reset()
+	s.resp.Status = status
+	s.status = status
+	if s.grpc {
+		code := grpcStatusFor(status, &s.flags)
+		if grpcMsg == "" {
+			grpcMsg = body
+		}
+		s.resp.Status = 200
+		s.resp.Set("content-type", "application/grpc")
+		s.resp.Set("grpc-status", itoa(code))
+		if grpcMsg != "" {
+			s.resp.Set("grpc-message", grpcEncodeMessage(grpcMsg))
+		}
+		s.trail = code
+		body = ""
+	} else if body != "" {
+		s.resp.Set("content-type", "text/plain")
+	}
+	s.resp.Set("server", cfg.ServerName)
+	for i := len(cfg.Filters) - 1; i >= 0; i-- {
+		cfg.Filters[i].OnResponse(s)
+	}
+	s.writeHead()
+	if body != "" && s.req.Method != "HEAD" {
+		n, _ := io.WriteString(s.w, body)
+		s.bytesOut += int64(n)
+	}
+}
+
+// writeHead sends s.resp as the response head.
+func (s *h2stream) writeHead() {
+	h := s.w.Header()
+	s.resp.Range(func(k, v string) bool {
+		if !hopHeaders[strings.ToLower(k)] || strings.EqualFold(k, "content-length") {
+			h[http.CanonicalHeaderKey(k)] = append(h[http.CanonicalHeaderKey(k)], v)
+		}
+		return true
+	})
+	if s.status == 0 {
+		s.status = s.resp.Status
+	}
+	s.respAt = time.Now()
+	s.wrote = true
+	_ = s.rc.SetWriteDeadline(network.Deadline(s.respAt, s.idle))
+	s.w.WriteHeader(s.resp.Status)
+}
+
+// serveH2Stream proxies one HTTP/2 stream.
+func (c *Config) serveH2Stream(s *h2stream) {
+	st := c.Stats
+	st.DownstreamRqActive.Inc()
+	defer func() {
+		st.DownstreamRqActive.Dec()
+		if !s.wrote && s.r.Context().Err() != nil {
+			s.hc.prematureReset()
+		}
+		st.DownstreamRqHTTP2.Inc()
+		c.recordGRPC(s)
+		c.record(&s.stream, s.hc.nc, "HTTP/2")
+	}()
+	req := &s.req
+	for _, f := range c.Filters {
+		if f.OnRequest(s) == api.Stop || s.replied {
+			if !s.replied {
+				s.localReply(500, "stopped by filter", "")
+			}
+			return
+		}
+	}
+	var rt *router.Route
+	if t := c.Routes.Table(); t != nil {
+		rt = t.Route(c.routeView(s))
+	}
+	if rt == nil {
+		st.NoRoute.Inc()
+		s.flag(api.FlagNoRoute)
+		s.localReply(404, "", "no route for "+req.Target)
+		return
+	}
+	s.route = rt
+	if rt.HasIdleTimeout {
+		s.idle = rt.IdleTimeout
+	}
+	defer c.recordRoute(&s.stream, rt)
+	if rt.DirectResponse != nil {
+		st.RqDirectResponse.Inc()
+		s.localReply(rt.DirectResponse.Status, rt.DirectResponse.Body, "")
+		return
+	}
+	if rt.Redirect != nil {
+		st.RqRedirect.Inc()
+		s.replied, s.hasResp = true, true
+		s.resp.Reset()
+		s.resp.Status = rt.Redirect.Status
+		s.status = s.resp.Status
+		s.resp.Set("location", rt.RedirectLocation(req))
+		s.resp.Set("server", c.ServerName)
+		s.writeHead()
+		return
+	}
+	reqOps, respOps := rt.RequestHeaders, rt.ResponseHeaders
+	if cw := rt.PickWeighted(rand.Uint64()); cw != nil {
+		s.cluster = cw.Name
+		reqOps, respOps = cw.RequestHeaders, cw.ResponseHeaders
+		if cw.HostRewriteLiteral != "" {
+			req.Set(":authority", cw.HostRewriteLiteral)
+		}
+	} else {
+		s.cluster = rt.ClusterFor(req, 0)
+	}
+	cl, ok := c.Clusters.Cluster(s.cluster)
+	if !ok {
+		st.NoCluster.Inc()
+		s.flag(api.FlagNoClusterFound)
+		status := rt.ClusterNotFoundStatus
+		if status == 0 {
+			status = 503
+		}
+		s.localReply(status, "cluster not found", "")
+		return
+	}
+	c.mutateRequest(&s.stream, s.hc, rt, reqOps)
+
+	// The route timeout, shortened by the client's grpc-timeout.
+	deadline := network.Deadline(s.start, rt.Timeout)
+	if s.grpc {
+		if v, ok := req.Get("grpc-timeout"); ok {
+			if d, ok := parseGRPCTimeout(v); ok {
+				if g := s.start.Add(d); deadline.IsZero() || g.Before(deadline) {
+					deadline = g
+				}
+			}
+		}
+	}
+	s.deadline = deadline
+	x := &exchange{s: &s.stream, ctx: s.r.Context(), bodyLen: s.r.ContentLength, h2down: true, lb: s, idle: s.idle}
+	if s.r.Body != nil && s.r.Body != http.NoBody && s.r.ContentLength != 0 {
+		x.body = &h2Body{s: s}
+	}
+	// A small body is held so that retries can send it again.
+	if x.body != nil && rt.RetryPolicy != nil && rt.RetryPolicy.NumRetries > 0 &&
+		s.r.ContentLength > 0 && s.r.ContentLength <= int64(c.RetryBufferLimit) {
+		b := make([]byte, s.r.ContentLength)
+		if _, err := io.ReadFull(x.body, b); err != nil {
+			s.flag(api.FlagDownstreamReset)
+			return
+		}
+		x.body, x.held = nil, b
+	}
+	if !cl.TryAcquire(api.ResRequests) {
+		s.flag(api.FlagUpstreamOverflow)
+		s.localReply(503, "upstream overflow", "")
+		return
+	}
+	defer cl.Release(api.ResRequests)
+	up, res := c.forwardX(x, cl, rt, deadline)
+	if res != okResponse {
+		s.h2FailReply(res)
+		return
+	}
+	c.h2Respond(s, cl, respOps, up)
+}
+
+// h2Body is the request body as the upstream codec reads it: each read
+// refreshes the stream idle deadline and counts bytes.
+type h2Body struct{ s *h2stream }
+
+func (b *h2Body) Read(p []byte) (int, error) {
+	s := b.s
+	_ = s.rc.SetReadDeadline(network.Deadline(time.Now(), s.idle))
+	n, err := s.r.Body.Read(p)
+	s.bytesIn += int64(n)
+	return n, err
+}
+
+// h2FailReply answers a request that no upstream answered.
+func (s *h2stream) h2FailReply(f failure) {
+	c := s.hc.cfg
+	switch f {
+	case failNoHost:
+		s.flag(api.FlagNoHealthyUpstream)
+		s.localReply(503, "no healthy upstream", "")
+	case failOverflow:
+		s.flag(api.FlagUpstreamOverflow)
+		s.localReply(503, "upstream connect error or disconnect/reset before headers. reset reason: overflow", "")
+	case failConnect, failHostGone:
+		s.flag(api.FlagUpstreamConnectFailure)
+		s.localReply(503, "upstream connect error or disconnect/reset before headers. reset reason: connection failure", "")
+	case failTimeout:
+		s.flag(api.FlagUpstreamRequestTimeout)
+		if s.route != nil {
+			c.routeStats(s.route).Timeouts.Inc()
+		}
+		s.localReply(504, "upstream request timeout", "")
+	case failProtocol:
+		s.flag(api.FlagUpstreamProtocol)
+		s.localReply(502, "upstream protocol error", "")
+	case failClient:
+		s.flag(api.FlagDownstreamReset) // nobody to answer
+	default:
+		s.flag(api.FlagUpstreamReset)
+		s.localReply(503, "upstream connect error or disconnect/reset before headers. reset reason: connection termination", "")
+	}
+}
+
+// h2Respond streams the upstream response to the HTTP/2 client: head,
+// body (each chunk flushed as it arrives, so gRPC streams stay live and
+// a client that stops reading holds the upstream back through flow
+// control), then trailers.
+func (c *Config) h2Respond(s *h2stream, cl api.Cluster, respOps *router.HeaderOps, up *upResponse) {
+	resp := &s.resp
+	s.status = resp.Status
+	stats.RecordClusterResponse(cl.Stats(), resp.Status)
+	if resp.Status >= 500 {
+		s.host.Stats().Responses5xx.Inc()
+	}
+	for i := len(c.Filters) - 1; i >= 0; i-- {
+		c.Filters[i].OnResponse(s)
+	}
+	respOps.Apply(resp, s)
+	if v, ok := resp.Get("grpc-status"); ok {
+		s.trail = atoiDefault(v, -1)
+	}
+	s.writeHead()
+	bp := c.BufPool.Get()
+	buf := (*bp)[:cap(*bp)]
+	var n int64
+	var err error
+	var werr error
+	for {
+		var m int
+		m, err = up.body.Read(buf)
+		if m > 0 {
+			_ = s.rc.SetWriteDeadline(network.Deadline(time.Now(), s.idle))
+			if _, werr = s.w.Write(buf[:m]); werr == nil {
+				werr = s.rc.Flush()
+			}
+			n += int64(m)
+			if werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	c.BufPool.Put(bp)
+	s.bytesOut = n
+	complete := errors.Is(err, io.EOF) && werr == nil
+	if complete && up.trailer != nil {
+		h := s.w.Header()
+		for k, vv := range up.trailer() {
+			h[http.TrailerPrefix+k] = vv
+			if strings.EqualFold(k, "grpc-status") && len(vv) > 0 {
+				s.trail = atoiDefault(vv[0], -1)
+			}
+		}
+	}
+	up.done(complete)
+	cl.Stats().BytesReceived.Add(uint64(n))
+	if complete {
+		c.clusterLatency(cl.Name()).Observe(time.Since(s.upStart))
+		return
+	}
+	switch {
+	case werr != nil && s.r.Context().Err() != nil:
+		s.flag(api.FlagDownstreamReset)
+	case werr != nil:
+		s.flag(api.FlagStreamIdleTimeout) // the client stopped reading
+		c.Stats.DownstreamRqIdleTimeout.Inc()
+	case s.grpc && !s.deadline.IsZero() && !time.Now().Before(s.deadline):
+		// The deadline passed mid-stream: the client gets the gRPC status
+		// that says so, in trailers, rather than a reset.
+		s.flag(api.FlagUpstreamRequestTimeout)
+		h := s.w.Header()
+		h[http.TrailerPrefix+"Grpc-Status"] = []string{itoa(grpcDeadlineExceeded)}
+		h[http.TrailerPrefix+"Grpc-Message"] = []string{"upstream request timeout"}
+		s.trail = grpcDeadlineExceeded
+		return
+	default:
+		s.flag(api.FlagUpstreamReset)
+	}
+	// Anything else cuts the stream (RST_STREAM), not the connection.
+	panic(http.ErrAbortHandler)
+}
