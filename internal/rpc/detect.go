@@ -85,6 +85,9 @@ func (c *replayConn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
+// Unwrap returns the conn under the replayed bytes (for its TLS state).
+func (c *replayConn) Unwrap() net.Conn { return c.Conn }
+
 // OnDrain passes the hook to the conn when it takes one.
 func (c *replayConn) OnDrain(hook func()) {
 	if d, ok := c.Conn.(api.DrainNotifier); ok {

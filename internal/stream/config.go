@@ -5,6 +5,7 @@
 package stream
 
 import (
+	"log"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,10 @@ type Config struct {
 	// Codec is the downstream codec (codec_type): CodecAuto, CodecHTTP1
 	// or CodecHTTP2.
 	Codec int
+	// HTTP1, when set, serves the connections that CodecAuto finds are not
+	// HTTP/2, instead of the HTTP/1 codec (the RPC proxy's Triple side hands
+	// them to the next filter).
+	HTTP1 api.ConnHandler
 	// H2 are the downstream HTTP/2 settings.
 	H2 H2Options
 	// RPCRouting routes HTTP/2 gRPC (Triple) requests as the RPC proxy
@@ -97,6 +102,7 @@ type Config struct {
 	mkPool        func(api.Host) api.ConnPool // c.newPool, bound once: a method value per request would allocate
 	mkH2Pool      func(api.Host) api.ConnPool
 	methods       *stats.MethodTable // gRPC per service and method
+	errLog        *log.Logger        // the HTTP/2 server's own messages, at debug level
 }
 
 func (c *Config) defaults() {
@@ -153,6 +159,7 @@ func New(c Config) *Config {
 	cp := &c
 	cp.mkPool = cp.newPool
 	cp.mkH2Pool = cp.newH2Pool
+	cp.errLog = slog.NewLogLogger(cp.Log.Handler(), slog.LevelDebug)
 	cp.methods = &stats.MethodTable{}
 	cp.methods.Init(cp.Store, cp.StatPrefix, cp.MaxMethodStats)
 	return cp

@@ -34,6 +34,10 @@ func (c *Config) ServeConn(ctx context.Context, nc net.Conn) {
 		c.serveH2(ctx, nc)
 		return
 	}
+	if c.HTTP1 != nil {
+		c.HTTP1.ServeConn(ctx, nc)
+		return
+	}
 	sc := &serverConn{cfg: c, nc: nc, ctx: ctx}
 	sc.dc.Conn = nc
 	sc.br = http1.NewReader(&sc.dc, c.BufPool)

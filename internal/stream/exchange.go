@@ -146,6 +146,12 @@ func (c *Config) tryX(x *exchange, cl api.Cluster, rt *router.Route, deadline ti
 		up, res = c.h1RoundTrip(x, cl, host, body, tryDeadline)
 	}
 	if res != okResponse {
+		if x.ctx.Err() != nil && res != failClient {
+			// The downstream stream ended (reset, connection gone)
+			// while the request was under way: nobody to answer.
+			s.flag(api.FlagDownstreamReset)
+			res = failClient
+		}
 		return nil, res
 	}
 	s.hasResp = true

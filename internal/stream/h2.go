@@ -158,13 +158,14 @@ func (c *Config) serveH2(ctx context.Context, nc net.Conn) {
 	hc := &h2conn{cfg: c, nc: nc, tls: isTLS(nc)}
 	hc.cc.Conn = nc
 	hc.rip = remoteIP(nc)
-	hs := &http.Server{MaxHeaderBytes: c.Limits.MaxHeaderBytes}
+	hs := &http.Server{MaxHeaderBytes: c.Limits.MaxHeaderBytes, ErrorLog: c.errLog}
 	o := c.H2
 	h2s := &http2.Server{
 		MaxConcurrentStreams:         o.MaxConcurrentStreams,
 		MaxUploadBufferPerStream:     o.StreamWindow,
 		MaxUploadBufferPerConnection: o.ConnWindow,
 		CountError:                   hc.countError,
+		MaxReadFrameSize:             16 << 10, // the RFC default, as Envoy
 	}
 	if c.IdleTimeout > 0 {
 		h2s.IdleTimeout = c.IdleTimeout

@@ -140,13 +140,18 @@ func (s *h2stream) writeHead() {
 	s.w.WriteHeader(s.resp.Status)
 }
 
+// prematureLifetime: a stream the client resets sooner than this counts
+// toward the rapid-reset limit (Envoy's
+// premature_reset_min_stream_lifetime_seconds).
+const prematureLifetime = time.Second
+
 // serveH2Stream proxies one HTTP/2 stream.
 func (c *Config) serveH2Stream(s *h2stream) {
 	st := c.Stats
 	st.DownstreamRqActive.Inc()
 	defer func() {
 		st.DownstreamRqActive.Dec()
-		if !s.wrote && s.r.Context().Err() != nil {
+		if s.r.Context().Err() != nil && time.Since(s.start) < prematureLifetime {
 			s.hc.prematureReset()
 		}
 		st.DownstreamRqHTTP2.Inc()
@@ -154,6 +159,12 @@ func (c *Config) serveH2Stream(s *h2stream) {
 		c.record(&s.stream, s.hc.nc, "HTTP/2")
 	}()
 	req := &s.req
+	if c.Limits.MaxHeaders > 0 && req.Len() > c.Limits.MaxHeaders+1 { // +1: host
+		s.flag(api.FlagDownstreamProtocol)
+		st.DownstreamCxProtocolError.Inc()
+		s.localReply(431, "request header fields too large", "")
+		return
+	}
 	for _, f := range c.Filters {
 		if f.OnRequest(s) == api.Stop || s.replied {
 			if !s.replied {
@@ -233,7 +244,7 @@ func (c *Config) serveH2Stream(s *h2stream) {
 		x.body = &h2Body{s: s}
 	}
 	// A small body is held so that retries can send it again.
-	if x.body != nil && rt.RetryPolicy != nil && rt.RetryPolicy.NumRetries > 0 &&
+	if x.body != nil && (rt.RetryPolicy != nil && rt.RetryPolicy.NumRetries > 0 || len(rt.MirrorPolicies) > 0) &&
 		s.r.ContentLength > 0 && s.r.ContentLength <= int64(c.RetryBufferLimit) {
 		b := make([]byte, s.r.ContentLength)
 		if _, err := io.ReadFull(x.body, b); err != nil {
@@ -241,6 +252,9 @@ func (c *Config) serveH2Stream(s *h2stream) {
 			return
 		}
 		x.body, x.held = nil, b
+	}
+	if len(rt.MirrorPolicies) > 0 && x.body == nil {
+		c.mirrorX(&s.stream, rt, x.held, true)
 	}
 	if !cl.TryAcquire(api.ResRequests) {
 		s.flag(api.FlagUpstreamOverflow)

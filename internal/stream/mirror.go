@@ -107,3 +107,61 @@ func (c *Config) sendMirror(cl api.Cluster, head, body []byte) {
 	_ = pc.SetDeadline(time.Time{})
 	p.Put(pc, err == nil && !resp.Close)
 }
+
+// mirrorX is mirror for the exchange path (an HTTP/2 downstream): the
+// shadow request goes over the mirror cluster's own protocol. Only a
+// request whose body is held (or that has none) is mirrored.
+func (c *Config) mirrorX(s *stream, rt *router.Route, held []byte, h2down bool) {
+	for i := range rt.MirrorPolicies {
+		m := &rt.MirrorPolicies[i]
+		if !m.Sample(rand.Uint64()) {
+			continue
+		}
+		name := m.Cluster
+		if m.ClusterHeader != "" {
+			name, _ = s.req.Get(m.ClusterHeader)
+		}
+		cl, ok := c.Clusters.Cluster(name)
+		if !ok {
+			continue
+		}
+		shadow := s.req.Host()
+		if m.HostRewriteLiteral != "" {
+			shadow = m.HostRewriteLiteral
+		}
+		if !m.DisableShadowHostSuffixAppend {
+			shadow = shadowHost(shadow)
+		}
+		ms := &stream{start: time.Now(), cluster: name}
+		ms.req.Method, ms.req.Target, ms.req.Minor, ms.req.ContentLength = s.req.Method, s.req.Target, 1, s.req.ContentLength
+		s.req.Range(func(k, v string) bool {
+			ms.req.Add(strings.Clone(k), strings.Clone(v))
+			return true
+		})
+		ms.req.Set(":authority", shadow)
+		go c.sendMirrorX(cl, ms, held, h2down)
+	}
+}
+
+func (c *Config) sendMirrorX(cl api.Cluster, s *stream, body []byte, h2down bool) {
+	if !cl.TryAcquire(api.ResRequests) {
+		return
+	}
+	defer cl.Release(api.ResRequests)
+	ctx, cancel := context.WithTimeout(context.Background(), mirrorTimeout)
+	defer cancel()
+	x := &exchange{s: s, ctx: ctx, held: body, bodyLen: int64(len(body)), h2down: h2down, idle: mirrorTimeout}
+	if body == nil {
+		x.held, x.bodyLen = []byte{}, 0
+	}
+	dl, _ := ctx.Deadline()
+	up, res := c.tryX(x, cl, &router.Route{}, dl, 0)
+	if res != okResponse {
+		return
+	}
+	_, err := io.Copy(io.Discard, up.body)
+	up.done(err == nil)
+	if err == nil {
+		stats.RecordClusterResponse(cl.Stats(), s.resp.Status)
+	}
+}

@@ -24,7 +24,9 @@ import (
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/filterchain"
 	"github.com/weftmesh/weft/internal/router"
+	"github.com/weftmesh/weft/internal/codec/http1"
 	"github.com/weftmesh/weft/internal/rpc"
+	"github.com/weftmesh/weft/internal/stream"
 	"github.com/weftmesh/weft/internal/stats"
 )
 
@@ -68,6 +70,7 @@ type fileConfig struct {
 
 type parsed struct {
 	cfg      rpc.Config // no runtime dependencies yet
+	triple   bool       // "triple" is among the protocols: gRPC over HTTP/2 with RPC routing
 	table    *router.Table
 	rds      string // route config name when routes come by RDS
 	filters  []filterchain.Spec
@@ -107,7 +110,7 @@ func parseJSON(js []byte) (*parsed, error) {
 		errs.Add("stat_prefix", "required")
 	}
 	if len(fc.Protocols) == 0 {
-		errs.Add("protocols", "name at least one protocol (%s)", strings.Join(api.Codecs.Names(), ", "))
+		errs.Add("protocols", "name at least one protocol (%s, %s)", strings.Join(api.Codecs.Names(), ", "), Triple)
 	}
 	limits := api.CodecLimits{MaxFrameBytes: fc.MaxFrameBytes, MaxHeaderBytes: fc.MaxHeaderBytes, MaxHeaders: fc.MaxHeaders}
 	for _, n := range []struct {
@@ -128,8 +131,11 @@ func parseJSON(js []byte) (*parsed, error) {
 	for i, name := range fc.Protocols {
 		mk, ok := api.Codecs.Lookup(name, "")
 		switch {
+		case name == Triple && !seen[name]:
+			seen[name] = true
+			p.triple = true
 		case !ok:
-			errs.Add(fmt.Sprintf("protocols[%d]", i), "unknown protocol %q (known: %s)", name, strings.Join(api.Codecs.Names(), ", "))
+			errs.Add(fmt.Sprintf("protocols[%d]", i), "unknown protocol %q (known: %s, %s)", name, strings.Join(api.Codecs.Names(), ", "), Triple)
 		case seen[name]:
 			errs.Add(fmt.Sprintf("protocols[%d]", i), "%q listed twice", name)
 		default:
@@ -249,20 +255,68 @@ func (factory) Build(pa any, bc api.BuildContext) (api.NetworkFilter, error) {
 		return nil, err
 	}
 	c.AccessLogs = logs
-	return filter{c}, nil
+	f := filter{c: c}
+	if p.triple {
+		var bp *http1.BufPool
+		_ = bc.Service(&bp)
+		f.triple = &stream.Config{
+			StatPrefix:        c.StatPrefix,
+			Routes:            c.Routes,
+			Filters:           c.Filters,
+			Clusters:          c.Clusters,
+			Limits:            http1.Limits{MaxHeaderBytes: 60 << 10, MaxHeaders: 100},
+			IdleTimeout:       c.IdleTimeout,
+			RPCRouting:        true,
+			MaxMethodStats:    c.MaxMethodStats,
+			AccessLogs:        logs,
+			Store:             store,
+			Stats:             store.HTTP(c.StatPrefix),
+			BufPool:           bp,
+			Log:               c.Log,
+			StreamIdleTimeout: c.WriteTimeout,
+		}
+	}
+	return f, nil
 }
 
-type filter struct{ c rpc.Config }
+// Triple names gRPC over HTTP/2 with tri- metadata (Dubbo 3, SOFA) in
+// protocols: its requests are routed like Bolt and Dubbo (domain =
+// service, path = method, version and group headers).
+const Triple = "triple"
+
+type filter struct {
+	c      rpc.Config
+	triple *stream.Config // nil: no Triple
+}
 
 // Chain implements api.NetworkFilter: connections whose first bytes no
 // codec claims go to next (an HTTP connection manager sharing the port);
-// when the proxy is the last filter, next closes them.
+// when the proxy is the last filter, next closes them. With Triple, an
+// HTTP/2 connection goes to the Triple side first.
 func (f filter) Chain(next api.ConnHandler) api.ConnHandler {
 	c := f.c
+	if f.triple != nil {
+		tc := *f.triple
+		tc.HTTP1 = next
+		h := stream.New(tc)
+		if len(c.Codecs) == 0 {
+			return h
+		}
+		next = h
+	}
 	if next != api.EndOfChain {
 		c.Next = next
 	}
 	return rpc.New(c)
+}
+
+// ALPN is what a TLS chain offers for the proxy: h2 for Triple (Bolt and
+// Dubbo clients do not negotiate).
+func (p *parsed) ALPN() []string {
+	if p.triple {
+		return []string{"h2"}
+	}
+	return nil
 }
 
 // Warnings lists what Parse accepted with a warning.
