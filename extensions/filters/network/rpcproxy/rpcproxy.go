@@ -21,13 +21,13 @@ import (
 
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/internal/accesslog"
+	"github.com/weftmesh/weft/internal/codec/http1"
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/filterchain"
 	"github.com/weftmesh/weft/internal/router"
-	"github.com/weftmesh/weft/internal/codec/http1"
 	"github.com/weftmesh/weft/internal/rpc"
-	"github.com/weftmesh/weft/internal/stream"
 	"github.com/weftmesh/weft/internal/stats"
+	"github.com/weftmesh/weft/internal/stream"
 )
 
 // Name is the filter's registered name.
