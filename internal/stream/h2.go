@@ -32,6 +32,10 @@ type H2Options struct {
 	// a client: what it buffers of request bodies before the client must
 	// wait for the upstream to read.
 	StreamWindow, ConnWindow int32
+	// KeepaliveInterval and KeepaliveTimeout are connection_keepalive: a
+	// PING after the connection was quiet this long, closed when it is not
+	// answered in time.
+	KeepaliveInterval, KeepaliveTimeout time.Duration
 	// MaxPrematureResets closes a connection whose client reset this many
 	// streams before their response started, when they are at least half
 	// of its streams (rapid reset, CVE-2023-44487).
@@ -166,6 +170,8 @@ func (c *Config) serveH2(ctx context.Context, nc net.Conn) {
 		MaxUploadBufferPerConnection: o.ConnWindow,
 		CountError:                   hc.countError,
 		MaxReadFrameSize:             16 << 10, // the RFC default, as Envoy
+		ReadIdleTimeout:              o.KeepaliveInterval,
+		PingTimeout:                  o.KeepaliveTimeout,
 	}
 	if c.IdleTimeout > 0 {
 		h2s.IdleTimeout = c.IdleTimeout

@@ -83,6 +83,10 @@ func (factory) Parse(b []byte, typeURL string) (any, error) {
 		if v := h2.GetInitialConnectionWindowSize(); v != nil {
 			o.ConnWindow = int32(v.GetValue())
 		}
+		if ka := h2.GetConnectionKeepalive(); ka != nil {
+			o.KeepaliveInterval = ka.GetInterval().AsDuration()
+			o.KeepaliveTimeout = ka.GetTimeout().AsDuration()
+		}
 		if h2.GetAllowConnect() {
 			errs.Add("http2_protocol_options.allow_connect", "CONNECT over HTTP/2 is not supported")
 		}
