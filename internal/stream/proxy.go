@@ -502,7 +502,7 @@ func retriable(method string, rt *router.Route, f failure) bool {
 	case failReset:
 		return rp.RetriableReset(router.ResetOther) && idempotent(method)
 	case failRefused:
-		return rp.RetriableReset(router.ResetOther) || rp.RetriableReset(router.ResetConnectFailure)
+		return rp.RetriableReset(router.ResetRefusedStream)
 	case failTimeout:
 		return rp.RetryOn&(router.Retry5xx|router.RetryGatewayError) != 0 && idempotent(method)
 	}
