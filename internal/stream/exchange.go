@@ -44,11 +44,41 @@ type exchange struct {
 // upResponse is an upstream response: its head is in the stream's resp.
 type upResponse struct {
 	body io.Reader
-	// trailer returns the trailers once body reached EOF (HTTP/2).
-	trailer func() http.Header
-	// done releases the upstream connection or stream; complete says the
-	// body was read to its end (an HTTP/1 connection may be reused).
-	done func(complete bool)
+	// HTTP/2: the response (its Trailer is complete once body hit EOF)
+	// and the stream's context.
+	h2     *http.Response
+	cancel context.CancelFunc
+	// HTTP/1: the pooled connection, reusable when its body was read to
+	// the end and it did not say close.
+	uc   *upConn
+	keep bool
+	stop func() bool // ends the abort-on-downstream-reset hook
+}
+
+// trailer returns the response trailers (HTTP/2), after body's EOF.
+func (u *upResponse) trailer() http.Header {
+	if u.h2 == nil {
+		return nil
+	}
+	return u.h2.Trailer
+}
+
+// done releases the upstream connection or stream; complete says the
+// body was read to its end.
+func (u *upResponse) done(complete bool) {
+	if u.h2 != nil {
+		_ = u.h2.Body.Close()
+		u.cancel()
+		return
+	}
+	u.stop()
+	if complete && u.keep {
+		u.uc.br.Release()
+		u.uc.pc.Release(true)
+		return
+	}
+	u.uc.br.Release()
+	u.uc.pc.Release(false)
 }
 
 // upstreamH2 reports whether requests to cl go over HTTP/2.
@@ -183,13 +213,25 @@ var hopHeaders = map[string]bool{
 	"transfer-encoding": true, "upgrade": true, "host": true, "content-length": true,
 }
 
+// hopCanonical is hopHeaders in canonical form.
+var hopCanonical = func() map[string]bool {
+	m := make(map[string]bool, len(hopHeaders))
+	for k := range hopHeaders {
+		m[http.CanonicalHeaderKey(k)] = true
+	}
+	return m
+}()
+
 // h2RoundTrip sends the request over an HTTP/2 stream to host.
 func (c *Config) h2RoundTrip(x *exchange, cl api.Cluster, host api.Host, body io.Reader, deadline, tryDeadline time.Time) (*upResponse, failure) {
 	s := x.s
 	// The stream's context bounds the whole exchange (route timeout);
 	// the per-try timeout only bounds the wait for the response head.
-	ctx, cancel := context.WithCancel(x.ctx)
-	if !deadline.IsZero() {
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if deadline.IsZero() {
+		ctx, cancel = context.WithCancel(x.ctx)
+	} else {
 		ctx, cancel = context.WithDeadline(x.ctx, deadline)
 	}
 	var tryTimer *time.Timer
@@ -232,14 +274,7 @@ func (c *Config) h2RoundTrip(x *exchange, cl api.Cluster, host api.Host, body io
 		tryTimer.Stop()
 	}
 	fillResponse(&s.resp, resp)
-	return &upResponse{
-		body:    resp.Body,
-		trailer: func() http.Header { return resp.Trailer },
-		done: func(bool) {
-			_ = resp.Body.Close()
-			cancel()
-		},
-	}, okResponse
+	return &upResponse{body: resp.Body, h2: resp, cancel: cancel}, okResponse
 }
 
 // h2Request builds the upstream HTTP/2 request from the routed head.
@@ -249,12 +284,18 @@ func (c *Config) h2Request(ctx context.Context, s *stream, body io.Reader, n int
 	path, query, _ := strings.Cut(h.Target, "?")
 	u.Opaque, u.RawQuery = path, query
 	hdr := make(http.Header, h.Len())
+	vals := make([]string, 0, h.Len()) // one backing array for the values
 	h.Range(func(k, v string) bool {
-		lk := strings.ToLower(k)
-		if hopHeaders[lk] || (lk == "te" && v != "trailers") {
+		ck := http.CanonicalHeaderKey(k) // no copy when k is canonical, as from HTTP/2
+		if hopCanonical[ck] || (ck == "Te" && v != "trailers") {
 			return true
 		}
-		hdr[http.CanonicalHeaderKey(k)] = append(hdr[http.CanonicalHeaderKey(k)], v)
+		if prev, ok := hdr[ck]; ok {
+			hdr[ck] = append(prev, v)
+			return true
+		}
+		vals = append(vals, v)
+		hdr[ck] = vals[len(vals)-1 : len(vals) : len(vals)]
 		return true
 	})
 	req := &http.Request{
@@ -387,16 +428,5 @@ func (c *Config) h1RoundTrip(x *exchange, cl api.Cluster, host api.Host, body io
 	resp.Del("transfer-encoding")
 	resp.Del("connection")
 	resp.Del("keep-alive")
-	return &upResponse{
-		body: br,
-		done: func(complete bool) {
-			stop()
-			if complete && keep {
-				uc.br.Release()
-				uc.pc.Release(true)
-				return
-			}
-			drop()
-		},
-	}, okResponse
+	return &upResponse{body: br, uc: uc, keep: keep, stop: stop}, okResponse
 }

@@ -117,6 +117,25 @@ func parseGRPCTimeout(v string) (time.Duration, bool) {
 	return time.Duration(n) * unit, true
 }
 
+// requestTimeout is the deadline a gRPC client asked for: grpc-timeout, or
+// Triple's millisecond headers (tri-service-timeout, and dubbo-go's
+// Triple-Timeout-Ms) from clients that send no grpc-timeout.
+func requestTimeout(h api.HeaderMap) (time.Duration, bool) {
+	if v, ok := h.Get("grpc-timeout"); ok {
+		return parseGRPCTimeout(v)
+	}
+	for _, k := range [...]string{"tri-service-timeout", "triple-timeout-ms"} {
+		if v, ok := h.Get(k); ok {
+			ms, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+			if err != nil || ms == 0 {
+				return 0, false
+			}
+			return time.Duration(ms) * time.Millisecond, true
+		}
+	}
+	return 0, false
+}
+
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func atoiDefault(s string, def int) int {

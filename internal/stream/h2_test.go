@@ -11,11 +11,14 @@ import (
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/weftmesh/weft/internal/accesslog"
+	"github.com/weftmesh/weft/internal/codec/http1"
 	"github.com/weftmesh/weft/internal/router"
 	"github.com/weftmesh/weft/internal/stats"
 )
@@ -283,4 +286,84 @@ func BenchmarkH2Proxy(b *testing.B) {
 			_ = resp.Body.Close()
 		}
 	})
+}
+
+// h2cUpstream serves h2c (prior knowledge) with a fixed 5-byte body.
+func h2cUpstream(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = ln.Close() })
+	srv := &http2.Server{}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("content-type", "application/grpc")
+		_, _ = w.Write([]byte("hello"))
+		w.Header().Set(http.TrailerPrefix+"Grpc-Status", "0")
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go srv.ServeConn(c, &http2.ServeConnOpts{Handler: h})
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// BenchmarkH2ProxyH2 is BenchmarkH2Proxy to an HTTP/2 upstream: the
+// shape of a gRPC unary call (POST, small body, trailers).
+func BenchmarkH2ProxyH2(b *testing.B) {
+	addr := newProxy(b, h2cUpstream(b), routeAll("up"), func(cl *clusterv3.Cluster) {
+		cl.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{} //nolint:staticcheck // the deprecated field is the short way here
+	})
+	c := h2Client()
+	url := "http://" + addr + "/pkg.Svc/Method"
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest("POST", url, strings.NewReader("\x00\x00\x00\x00\x01x"))
+			req.Header.Set("content-type", "application/grpc")
+			req.Header.Set("te", "trailers")
+			resp, err := c.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.Trailer.Get("grpc-status") != "0" {
+				b.Fatalf("trailers %v", resp.Trailer)
+			}
+		}
+	})
+}
+
+func TestRequestTimeout(t *testing.T) {
+	for _, c := range []struct {
+		hdr  [][2]string
+		want time.Duration
+		ok   bool
+	}{
+		{[][2]string{{"grpc-timeout", "2S"}}, 2 * time.Second, true},
+		{[][2]string{{"grpc-timeout", "2S"}, {"tri-service-timeout", "100"}}, 2 * time.Second, true},
+		{[][2]string{{"tri-service-timeout", "100"}}, 100 * time.Millisecond, true},
+		{[][2]string{{"Triple-Timeout-Ms", "250"}}, 250 * time.Millisecond, true},
+		{[][2]string{{"tri-service-timeout", "soon"}}, 0, false},
+		{[][2]string{{"grpc-timeout", "bad"}}, 0, false},
+		{nil, 0, false},
+	} {
+		var h http1.RequestHead
+		for _, kv := range c.hdr {
+			h.Add(kv[0], kv[1])
+		}
+		got, ok := requestTimeout(&h)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%v: %v %v, want %v %v", c.hdr, got, ok, c.want, c.ok)
+		}
+	}
 }

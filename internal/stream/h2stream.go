@@ -58,8 +58,9 @@ func (s *h2stream) begin(hc *h2conn, w http.ResponseWriter, r *http.Request) {
 func (s *h2stream) end() {
 	s.hc, s.w, s.r, s.rc = nil, nil, nil, nil
 	s.host, s.route = nil, nil
-	s.req.Release()
-	s.resp.Release()
+	// Reset, not Release: the pooled stream keeps its header slices.
+	s.req.Reset()
+	s.resp.Reset()
 }
 
 // Context implements api.Stream.
@@ -125,10 +126,18 @@ func (s *h2stream) localReply(status int, body string, grpcMsg string) {
 // writeHead sends s.resp as the response head.
 func (s *h2stream) writeHead() {
 	h := s.w.Header()
+	vals := make([]string, 0, s.resp.Len())
 	s.resp.Range(func(k, v string) bool {
-		if !hopHeaders[strings.ToLower(k)] || strings.EqualFold(k, "content-length") {
-			h[http.CanonicalHeaderKey(k)] = append(h[http.CanonicalHeaderKey(k)], v)
+		ck := http.CanonicalHeaderKey(k)
+		if hopCanonical[ck] && ck != "Content-Length" {
+			return true
 		}
+		if prev, ok := h[ck]; ok {
+			h[ck] = append(prev, v)
+			return true
+		}
+		vals = append(vals, v)
+		h[ck] = vals[len(vals)-1 : len(vals) : len(vals)]
 		return true
 	})
 	if s.status == 0 {
@@ -230,11 +239,9 @@ func (c *Config) serveH2Stream(s *h2stream) {
 	// The route timeout, shortened by the client's grpc-timeout.
 	deadline := network.Deadline(s.start, rt.Timeout)
 	if s.grpc {
-		if v, ok := req.Get("grpc-timeout"); ok {
-			if d, ok := parseGRPCTimeout(v); ok {
-				if g := s.start.Add(d); deadline.IsZero() || g.Before(deadline) {
-					deadline = g
-				}
+		if d, ok := requestTimeout(req); ok {
+			if g := s.start.Add(d); deadline.IsZero() || g.Before(deadline) {
+				deadline = g
 			}
 		}
 	}
@@ -356,7 +363,7 @@ func (c *Config) h2Respond(s *h2stream, cl api.Cluster, respOps *router.HeaderOp
 	c.BufPool.Put(bp)
 	s.bytesOut = n
 	complete := errors.Is(err, io.EOF) && werr == nil
-	if complete && up.trailer != nil {
+	if complete {
 		h := s.w.Header()
 		for k, vv := range up.trailer() {
 			h[http.TrailerPrefix+k] = vv

@@ -69,13 +69,13 @@ func fixedUpstream(tb testing.TB) string {
 }
 
 // newProxy serves cfg on a loopback listener with one cluster "up".
-func newProxy(tb testing.TB, upAddr string, rc *routev3.RouteConfiguration) string {
+func newProxy(tb testing.TB, upAddr string, rc *routev3.RouteConfiguration, mod ...func(*clusterv3.Cluster)) string {
 	tb.Helper()
 	host, port, _ := net.SplitHostPort(upAddr)
 	p, _ := strconv.Atoi(port)
 	cm := upstream.NewManager(upstream.Options{})
 	tb.Cleanup(cm.Close)
-	err := cm.Update([]*clusterv3.Cluster{{
+	cl := &clusterv3.Cluster{
 		Name:                 "up",
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       durationpb.New(time.Second),
@@ -89,7 +89,11 @@ func newProxy(tb testing.TB, upAddr string, rc *routev3.RouteConfiguration) stri
 				}},
 			}}}},
 		},
-	}})
+	}
+	for _, m := range mod {
+		m(cl)
+	}
+	err := cm.Update([]*clusterv3.Cluster{cl})
 	if err != nil {
 		tb.Fatal(err)
 	}
