@@ -3,6 +3,7 @@ package stream
 import (
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/weftmesh/weft/api"
@@ -13,23 +14,55 @@ import (
 )
 
 // h1Body is an HTTP/1 request body as an upstream codec reads it, under
-// the stream idle and request timeouts, counted.
+// the stream idle and request timeouts, counted. An HTTP/2 upstream's
+// transport reads it on its own goroutine and may still be in a read when
+// the response is done: close stops it (cutting a blocked read with a
+// past deadline) and waits, so the connection's reader is never shared
+// with the next request or a closing connection.
 type h1Body struct {
 	sc  *serverConn
 	s   *stream
 	br  *http1.BodyReader
 	err error // the read error, other than EOF
+
+	mu      sync.Mutex
+	cond    sync.Cond
+	closed  bool
+	reading bool
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
-	b.sc.dc.streaming(b.s.idle, b.s.reqLimit)
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return 0, io.EOF
+	}
+	b.reading = true
+	b.mu.Unlock()
+	b.sc.dc.readStreaming(b.s.idle, b.s.reqLimit)
 	n, err := b.br.Read(p)
-	b.sc.dc.stop()
+	b.sc.dc.readStop()
 	b.s.bytesIn += int64(n)
 	if err != nil && err != io.EOF {
 		b.err = err
 	}
+	b.mu.Lock()
+	b.reading = false
+	b.cond.Broadcast()
+	b.mu.Unlock()
 	return n, err
+}
+
+func (b *h1Body) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	if b.reading {
+		_ = b.sc.nc.SetReadDeadline(time.Now())
+		for b.reading {
+			b.cond.Wait()
+		}
+	}
 }
 
 // convert proxies an HTTP/1 request to a cluster that speaks HTTP/2
@@ -55,6 +88,8 @@ func (sc *serverConn) convert(s *stream, cl api.Cluster, rt *router.Route, respO
 		}
 		sc.dc.clearErrs()
 		body = &h1Body{sc: sc, s: s, br: sc.br.Body(req.ContentLength, req.Chunked, false)}
+		body.cond.L = &body.mu
+		defer body.close()
 		x.body, x.bodyLen = body, req.ContentLength
 		if req.Chunked {
 			x.bodyLen = -1
@@ -73,7 +108,13 @@ func (sc *serverConn) convert(s *stream, cl api.Cluster, rt *router.Route, respO
 		}
 	}
 	// A request is over on the downstream side once its body is read.
-	pending := func() bool { return bodyPending && (body == nil || !body.br.Done()) }
+	// (Only once the upstream codec stopped reading the body: close first.)
+	pending := func() bool {
+		if body != nil {
+			body.close()
+		}
+		return bodyPending && (body == nil || !body.br.Done())
+	}
 	if !cl.TryAcquire(api.ResRequests) {
 		s.flag(api.FlagUpstreamOverflow)
 		sc.localReply(s, 503, "upstream overflow", pending())
@@ -84,6 +125,9 @@ func (sc *serverConn) convert(s *stream, cl api.Cluster, rt *router.Route, respO
 	s.deadline = deadline
 	up, res := cfg.forwardX(x, cl, rt, deadline)
 	if res != okResponse {
+		if body != nil {
+			body.close()
+		}
 		if body != nil && body.err != nil {
 			// The downstream side failed: a malformed body gets a 400, a
 			// vanished or stalled client nothing.
@@ -122,8 +166,8 @@ func (sc *serverConn) convert(s *stream, cl api.Cluster, rt *router.Route, respO
 			resp.Chunked = true
 		}
 	}
-	sc.dc.streaming(s.idle, time.Time{})
-	defer sc.dc.stop()
+	sc.dc.writeStreaming(s.idle, time.Time{})
+	defer sc.dc.writeStop()
 	b := sc.w.grab(cfg.BufPool)
 	*sc.w.buf = resp.AppendTo(b, req.Minor, !keep || sc.state.Load() == stateClosing)
 	s.respAt = time.Now()

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftmesh/weft/api"
@@ -248,7 +250,9 @@ func (c *Config) serveH2Stream(s *h2stream) {
 	s.deadline = deadline
 	x := &exchange{s: &s.stream, ctx: s.r.Context(), bodyLen: s.r.ContentLength, h2down: true, lb: s, idle: s.idle}
 	if s.r.Body != nil && s.r.Body != http.NoBody && s.r.ContentLength != 0 {
-		x.body = &h2Body{s: s}
+		b := &h2Body{r: s.r.Body, rc: s.rc, idle: s.idle}
+		defer func() { s.bytesIn += b.close() }()
+		x.body = b
 	}
 	// A small body is held so that retries can send it again.
 	if x.body != nil && (rt.RetryPolicy != nil && rt.RetryPolicy.NumRetries > 0 || len(rt.MirrorPolicies) > 0) &&
@@ -278,15 +282,40 @@ func (c *Config) serveH2Stream(s *h2stream) {
 }
 
 // h2Body is the request body as the upstream codec reads it: each read
-// refreshes the stream idle deadline and counts bytes.
-type h2Body struct{ s *h2stream }
+// refreshes the stream idle deadline. An HTTP/2 upstream's transport may
+// still be reading it after the response came back and the handler
+// returned (its request-body writer runs on its own goroutine), so it
+// holds its own references, never the pooled stream's, and a closed
+// body reads EOF without touching the finished stream.
+type h2Body struct {
+	mu     sync.Mutex
+	closed bool
+	r      io.Reader
+	rc     *http.ResponseController
+	idle   time.Duration
+	n      atomic.Int64
+}
 
 func (b *h2Body) Read(p []byte) (int, error) {
-	s := b.s
-	_ = s.rc.SetReadDeadline(network.Deadline(time.Now(), s.idle))
-	n, err := s.r.Body.Read(p)
-	s.bytesIn += int64(n)
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return 0, io.EOF
+	}
+	_ = b.rc.SetReadDeadline(network.Deadline(time.Now(), b.idle))
+	b.mu.Unlock()
+	n, err := b.r.Read(p)
+	b.n.Add(int64(n))
 	return n, err
+}
+
+// close ends the body for whoever still reads it; the handler calls it
+// before it returns.
+func (b *h2Body) close() int64 {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return b.n.Load()
 }
 
 // h2FailReply answers a request that no upstream answered.

@@ -7,6 +7,7 @@ require (
 	github.com/apache/dubbo-getty v1.4.10
 	github.com/dubbogo/gost v1.14.3
 	go.uber.org/zap v1.21.0
+	google.golang.org/protobuf v1.34.2
 )
 
 require (
@@ -70,6 +71,5 @@ require (
 	golang.org/x/text v0.39.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20240318140521-94a12d6c2237 // indirect
 	google.golang.org/grpc v1.64.1 // indirect
-	google.golang.org/protobuf v1.34.2 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )

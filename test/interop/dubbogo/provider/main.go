@@ -1,7 +1,9 @@
-// Command provider is a dubbo-go v3 provider speaking the Dubbo 2 protocol
-// (hessian2) without a registry. It serves com.weftmesh.interop.Greeter
-// (version 1.0.0, group g1) and echoes x-* request attachments back as
-// response attachments, adding x-provider: dubbo-go.
+// Command provider is a dubbo-go v3 provider without a registry. By default
+// it speaks the Dubbo 2 protocol (hessian2); with -protocol tri it speaks
+// Triple (gRPC over h2c, protobuf). It serves com.weftmesh.interop.Greeter
+// (version 1.0.0, group g1 unless -version/-group say otherwise) and echoes
+// x-* request attachments back as response attachments, adding
+// x-provider: dubbo-go (and x-provider-id: ID with -id).
 package main
 
 import (
@@ -16,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"dubbo.apache.org/dubbo-go/v3/common/constant"
 	"dubbo.apache.org/dubbo-go/v3/common/extension"
@@ -56,23 +60,49 @@ func (*Greeter) Fail(ctx context.Context, name string) (string, error) {
 	return "", fmt.Errorf("interop: Fail called with %q", name)
 }
 
+// TriGreeter is the Triple (protobuf) implementation of the Greeter.
+type TriGreeter struct{}
+
+// SayHello returns "hello " + name.
+func (*TriGreeter) SayHello(_ context.Context, req *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	return wrapperspb.String("hello " + req.GetValue()), nil
+}
+
+// Fail always returns an error (sent as a gRPC error status).
+func (*TriGreeter) Fail(_ context.Context, req *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	return nil, fmt.Errorf("interop: Fail called with %q", req.GetValue())
+}
+
 // echoFilter replaces the response attachments with the request's string x-*
 // attachments plus x-provider. (dubbo-go's ProxyInvoker would otherwise echo
 // every request attachment, framework keys and local/remote addresses included.)
-type echoFilter struct{}
+type echoFilter struct {
+	id string // x-provider-id value, if not empty
+}
 
-func (echoFilter) Invoke(ctx context.Context, invoker base.Invoker, inv base.Invocation) result.Result {
+func (f echoFilter) Invoke(ctx context.Context, invoker base.Invoker, inv base.Invocation) result.Result {
 	return invoker.Invoke(ctx, inv)
 }
 
-func (echoFilter) OnResponse(_ context.Context, res result.Result, _ base.Invoker, inv base.Invocation) result.Result {
+func (f echoFilter) OnResponse(_ context.Context, res result.Result, _ base.Invoker, inv base.Invocation) result.Result {
 	out := make(map[string]any)
 	for k, v := range inv.Attachments() {
-		if s, ok := v.(string); ok && strings.HasPrefix(k, interop.EchoPrefix) {
-			out[k] = s
+		if !strings.HasPrefix(k, interop.EchoPrefix) {
+			continue
+		}
+		switch v := v.(type) {
+		case string: // dubbo
+			out[k] = v
+		case []string: // triple: the request headers
+			if len(v) > 0 {
+				out[k] = v[0]
+			}
 		}
 	}
 	out[interop.ProviderKey] = interop.ProviderValue
+	if f.id != "" {
+		out[interop.ProviderIDKey] = f.id
+	}
 	if v, ok := inv.Attachments()[dubboVersionKey].(string); ok && v != "" {
 		out[dubboVersionKey] = v
 	}
@@ -84,15 +114,29 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:20880", "listen address host:port")
 	raw := flag.Bool("raw-attachments", false, "no echo filter: send dubbo-go's default response attachments (every request attachment, framework keys included)")
 	logLevel := flag.String("log-level", "error", "dubbo-go log level (debug, info, warn, error)")
+	proto := flag.String("protocol", "dubbo", "dubbo (Dubbo 2, hessian2) or tri (Triple, protobuf)")
+	version := flag.String("version", interop.Version, "service version")
+	group := flag.String("group", interop.Group, "service group")
+	id := flag.String("id", "", "provider instance name, sent back as the x-provider-id response attachment")
 	flag.Parse()
 	interop.QuietLogs(*logLevel)
-	if err := run(*addr, *raw); err != nil {
+	if *proto != "dubbo" && *proto != "tri" {
+		fmt.Fprintf(os.Stderr, "provider: -protocol %q: want dubbo or tri\n", *proto)
+		os.Exit(2)
+	}
+	if err := run(options{addr: *addr, raw: *raw, proto: *proto, version: *version, group: *group, id: *id}); err != nil {
 		fmt.Fprintln(os.Stderr, "provider:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, raw bool) error {
+type options struct {
+	addr, proto, version, group, id string
+	raw                             bool
+}
+
+func run(o options) error {
+	addr := o.addr
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
@@ -102,7 +146,7 @@ func run(addr string, raw bool) error {
 		return fmt.Errorf("bad port in -addr %q", addr)
 	}
 
-	extension.SetFilter(echoFilterName, func() filter.Filter { return echoFilter{} })
+	extension.SetFilter(echoFilterName, func() filter.Filter { return echoFilter{id: o.id} })
 
 	shutdown := global.DefaultShutdownConfig()
 	noSignal := false
@@ -130,14 +174,18 @@ func run(addr string, raw bool) error {
 	// The echo filter goes first (outermost) so that its OnResponse runs last
 	// and decides the final response attachments.
 	filters := echoFilterName + "," + constant.DefaultServiceFilters
-	if raw {
+	if o.raw {
 		filters = constant.DefaultServiceFilters
 	}
 
+	protoOpt := protocol.WithDubbo()
+	if o.proto == "tri" {
+		protoOpt = protocol.WithTriple()
+	}
 	srv, err := server.NewServer(
 		server.SetServerApplication(app),
 		server.WithServerProtocol(
-			protocol.WithDubbo(),
+			protoOpt,
 			protocol.WithIp(host),
 			protocol.WithPort(port),
 		),
@@ -146,14 +194,22 @@ func run(addr string, raw bool) error {
 	if err != nil {
 		return err
 	}
-	if err := srv.Register(&Greeter{}, nil,
+	svcOpts := []server.ServiceOption{
 		server.WithInterface(interop.Interface),
-		server.WithVersion(interop.Version),
-		server.WithGroup(interop.Group),
-		server.WithSerialization(constant.Hessian2Serialization),
+		server.WithVersion(o.version),
+		server.WithGroup(o.group),
 		server.WithFilter(filters),
 		server.WithNotRegister(),
-	); err != nil {
+	}
+	if o.proto == "tri" {
+		// IDL mode: the hand-written ServiceInfo, protobuf serialization.
+		err = srv.Register(&TriGreeter{}, &interop.GreeterServiceInfo,
+			append(svcOpts, server.WithSerialization(constant.ProtobufSerialization))...)
+	} else {
+		err = srv.Register(&Greeter{}, nil,
+			append(svcOpts, server.WithSerialization(constant.Hessian2Serialization))...)
+	}
+	if err != nil {
 		return err
 	}
 

@@ -13,7 +13,38 @@ import (
 	"time"
 )
 
+// TestProviderConsumer runs the peers over the Dubbo 2 protocol (the default).
 func TestProviderConsumer(t *testing.T) {
+	rep := runPair(t, nil, nil)
+	if rep.Providers != nil {
+		t.Errorf("dubbo report has providers %v", rep.Providers)
+	}
+}
+
+// TestTripleProviderConsumer runs the peers over Triple with a non-default
+// version and group.
+func TestTripleProviderConsumer(t *testing.T) {
+	rep := runPair(t,
+		[]string{"-protocol", "tri", "-id", "smoke", "-version", "2.0.0", "-group", "g2"},
+		[]string{"-protocol", "tri", "-version", "2.0.0", "-group", "g2"})
+	if rep.Providers["smoke"] != 200 {
+		t.Errorf("triple report providers %v, want smoke: 200", rep.Providers)
+	}
+}
+
+type report struct {
+	OK              int              `json:"ok"`
+	Failed          int              `json:"failed"`
+	AttachmentsOK   int              `json:"attachments_ok"`
+	FailCallErrored bool             `json:"fail_call_errored"`
+	FirstError      string           `json:"first_error"`
+	Providers       map[string]int64 `json:"providers"`
+}
+
+// runPair builds both programs, starts the provider with provArgs, runs 200
+// calls with the consumer (consArgs), checks the report and that the
+// provider exits cleanly on SIGTERM.
+func runPair(t *testing.T, provArgs, consArgs []string) report {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	bin := t.TempDir()
@@ -29,7 +60,7 @@ func TestProviderConsumer(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 
-	prov := exec.CommandContext(ctx, filepath.Join(bin, "provider"), "-addr", addr)
+	prov := exec.CommandContext(ctx, filepath.Join(bin, "provider"), append([]string{"-addr", addr}, provArgs...)...)
 	prov.Stderr = os.Stderr
 	stdout, err := prov.StdoutPipe()
 	if err != nil {
@@ -58,16 +89,10 @@ func TestProviderConsumer(t *testing.T) {
 		t.Fatal("provider not READY in 30s")
 	}
 
-	cons := exec.CommandContext(ctx, filepath.Join(bin, "consumer"), "-addr", addr, "-n", "200", "-c", "8")
+	cons := exec.CommandContext(ctx, filepath.Join(bin, "consumer"), append([]string{"-addr", addr, "-n", "200", "-c", "8"}, consArgs...)...)
 	cons.Stderr = os.Stderr
 	out, err := cons.Output()
-	var rep struct {
-		OK              int    `json:"ok"`
-		Failed          int    `json:"failed"`
-		AttachmentsOK   int    `json:"attachments_ok"`
-		FailCallErrored bool   `json:"fail_call_errored"`
-		FirstError      string `json:"first_error"`
-	}
+	var rep report
 	if jerr := json.Unmarshal(out, &rep); jerr != nil {
 		t.Fatalf("consumer output %q: %v (exit: %v)", out, jerr, err)
 	}
@@ -81,4 +106,5 @@ func TestProviderConsumer(t *testing.T) {
 	if err := prov.Wait(); err != nil {
 		t.Fatalf("provider exit after SIGTERM: %v", err)
 	}
+	return rep
 }
