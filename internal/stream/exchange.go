@@ -284,20 +284,7 @@ func (c *Config) h2Request(ctx context.Context, s *stream, body io.Reader, n int
 	path, query, _ := strings.Cut(h.Target, "?")
 	u.Opaque, u.RawQuery = path, query
 	hdr := make(http.Header, h.Len())
-	vals := make([]string, 0, h.Len()) // one backing array for the values
-	h.Range(func(k, v string) bool {
-		ck := http.CanonicalHeaderKey(k) // no copy when k is canonical, as from HTTP/2
-		if hopCanonical[ck] || (ck == "Te" && v != "trailers") {
-			return true
-		}
-		if prev, ok := hdr[ck]; ok {
-			hdr[ck] = append(prev, v)
-			return true
-		}
-		vals = append(vals, v)
-		hdr[ck] = vals[len(vals)-1 : len(vals) : len(vals)]
-		return true
-	})
+	copyHeader(hdr, &h.Header, func(ck, v string) bool { return hopCanonical[ck] || (ck == "Te" && v != "trailers") })
 	req := &http.Request{
 		Method:        h.Method,
 		URL:           u,
@@ -313,6 +300,25 @@ func (c *Config) h2Request(ctx context.Context, s *stream, body io.Reader, n int
 		req.ContentLength = 0
 	}
 	return req.WithContext(ctx)
+}
+
+// copyHeader adds the fields of src to dst (canonical keys, one backing
+// array for the values), leaving out those skip names.
+func copyHeader(dst http.Header, src *http1.Header, skip func(canonical, value string) bool) {
+	vals := make([]string, 0, src.Len())
+	src.Range(func(k, v string) bool {
+		ck := http.CanonicalHeaderKey(k) // no copy when k is canonical, as from HTTP/2
+		if skip(ck, v) {
+			return true
+		}
+		if prev, ok := dst[ck]; ok {
+			dst[ck] = append(prev, v)
+			return true
+		}
+		vals = append(vals, v)
+		dst[ck] = vals[len(vals)-1 : len(vals) : len(vals)]
+		return true
+	})
 }
 
 // fillResponse puts an HTTP/2 response head into dst.
@@ -402,18 +408,11 @@ func (c *Config) h1RoundTrip(x *exchange, cl api.Cluster, host api.Host, body io
 		stop()
 		drop()
 		s.failure = err.Error()
-		switch {
-		case x.ctx.Err() != nil:
+		if x.ctx.Err() != nil {
 			s.flag(api.FlagDownstreamReset)
 			return nil, failClient
-		case network.IsTimeout(err):
-			cl.Stats().UpstreamRequestTimeout.Inc()
-			return nil, failTimeout
-		case errors.Is(err, http1.ErrMalformed), errors.Is(err, http1.ErrHeaderTooLarge):
-			return nil, failProtocol
 		}
-		cl.Stats().UpstreamResets.Inc()
-		return nil, failReset
+		return nil, headError(cl, err)
 	}
 	_ = pc.SetReadDeadline(time.Time{})
 	resp := &s.resp

@@ -10,7 +10,6 @@ import (
 	"github.com/weftmesh/weft/internal/codec/http1"
 	"github.com/weftmesh/weft/internal/network"
 	"github.com/weftmesh/weft/internal/router"
-	"github.com/weftmesh/weft/internal/stats"
 )
 
 // h1Body is an HTTP/1 request body as an upstream codec reads it, under
@@ -148,15 +147,7 @@ func (sc *serverConn) convert(s *stream, cl api.Cluster, rt *router.Route, respO
 		return keep && !pending() && res != failClient
 	}
 	resp := &s.resp
-	s.status = resp.Status
-	stats.RecordClusterResponse(cl.Stats(), resp.Status)
-	if resp.Status >= 500 {
-		s.host.Stats().Responses5xx.Inc()
-	}
-	for i := len(cfg.Filters) - 1; i >= 0; i-- {
-		cfg.Filters[i].OnResponse(s)
-	}
-	respOps.Apply(resp, s)
+	cfg.upstreamResponse(s, s, cl, respOps)
 	noBody := resp.NoBody(req.Method)
 	resp.Chunked = false
 	if !noBody && resp.ContentLength < 0 {

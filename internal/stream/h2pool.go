@@ -177,12 +177,7 @@ func (p *h2Pool) connect(ctx context.Context) (*http2.ClientConn, error) {
 // Drain implements api.ConnPool: each connection sends GOAWAY, finishes
 // its streams and closes.
 func (p *h2Pool) Drain() {
-	p.mu.Lock()
-	p.draining = true
-	conns := p.conns
-	p.conns = nil
-	p.mu.Unlock()
-	for _, cc := range conns {
+	for _, cc := range p.takeAll() {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), drainWait)
 			defer cancel()
@@ -199,15 +194,20 @@ const drainWait = 10 * time.Minute
 
 // Close implements api.ConnPool.
 func (p *h2Pool) Close() {
-	p.mu.Lock()
-	p.draining = true
-	conns := p.conns
-	p.conns = nil
-	p.mu.Unlock()
-	for _, cc := range conns {
+	for _, cc := range p.takeAll() {
 		_ = cc.Close()
 		p.limits.Release(api.ResConnections)
 	}
+}
+
+// takeAll stops the pool and hands over its connections.
+func (p *h2Pool) takeAll() []*http2.ClientConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.draining = true
+	conns := p.conns
+	p.conns = nil
+	return conns
 }
 
 // isH2Refused reports errors where the host never processed the stream

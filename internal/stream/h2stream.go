@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/internal/network"
 	"github.com/weftmesh/weft/internal/router"
-	"github.com/weftmesh/weft/internal/stats"
 )
 
 // h2stream is one HTTP/2 stream: the protocol-neutral stream state shared
@@ -125,23 +123,13 @@ func (s *h2stream) localReply(status int, body string, grpcMsg string) {
 	}
 }
 
+// skipResponseHop leaves out the connection-specific fields of a response
+// (its content-length stays: the HTTP/2 server checks the body by it).
+func skipResponseHop(ck, _ string) bool { return hopCanonical[ck] && ck != "Content-Length" }
+
 // writeHead sends s.resp as the response head.
 func (s *h2stream) writeHead() {
-	h := s.w.Header()
-	vals := make([]string, 0, s.resp.Len())
-	s.resp.Range(func(k, v string) bool {
-		ck := http.CanonicalHeaderKey(k)
-		if hopCanonical[ck] && ck != "Content-Length" {
-			return true
-		}
-		if prev, ok := h[ck]; ok {
-			h[ck] = append(prev, v)
-			return true
-		}
-		vals = append(vals, v)
-		h[ck] = vals[len(vals)-1 : len(vals) : len(vals)]
-		return true
-	})
+	copyHeader(s.w.Header(), &s.resp.Header, skipResponseHop)
 	if s.status == 0 {
 		s.status = s.resp.Status
 	}
@@ -215,16 +203,7 @@ func (c *Config) serveH2Stream(s *h2stream) {
 		s.writeHead()
 		return
 	}
-	reqOps, respOps := rt.RequestHeaders, rt.ResponseHeaders
-	if cw := rt.PickWeighted(rand.Uint64()); cw != nil {
-		s.cluster = cw.Name
-		reqOps, respOps = cw.RequestHeaders, cw.ResponseHeaders
-		if cw.HostRewriteLiteral != "" {
-			req.Set(":authority", cw.HostRewriteLiteral)
-		}
-	} else {
-		s.cluster = rt.ClusterFor(req, 0)
-	}
+	reqOps, respOps := s.pickCluster(rt)
 	cl, ok := c.Clusters.Cluster(s.cluster)
 	if !ok {
 		st.NoCluster.Inc()
@@ -354,15 +333,7 @@ func (s *h2stream) h2FailReply(f failure) {
 // control), then trailers.
 func (c *Config) h2Respond(s *h2stream, cl api.Cluster, respOps *router.HeaderOps, up *upResponse) {
 	resp := &s.resp
-	s.status = resp.Status
-	stats.RecordClusterResponse(cl.Stats(), resp.Status)
-	if resp.Status >= 500 {
-		s.host.Stats().Responses5xx.Inc()
-	}
-	for i := len(c.Filters) - 1; i >= 0; i-- {
-		c.Filters[i].OnResponse(s)
-	}
-	respOps.Apply(resp, s)
+	c.upstreamResponse(&s.stream, s, cl, respOps)
 	if v, ok := resp.Get("grpc-status"); ok {
 		s.trail = atoiDefault(v, -1)
 	}

@@ -21,6 +21,22 @@ const mirrorTimeout = 5 * time.Second
 // The copy's Host gets Envoy's "-shadow" suffix; the response is read and
 // discarded, and nothing about it reaches the client.
 func (sc *serverConn) mirror(s *stream, rt *router.Route, body *[]byte) {
+	sc.cfg.mirrorTargets(s, rt, func(cl api.Cluster, _, shadow string) {
+		host := strings.Clone(s.req.Host())
+		s.req.Set(":authority", shadow)
+		head := s.req.AppendTo(nil)
+		s.req.Set(":authority", host)
+		var bd []byte
+		if body != nil {
+			bd = append([]byte(nil), *body...)
+		}
+		go sc.cfg.sendMirror(cl, head, bd)
+	})
+}
+
+// mirrorTargets calls fn for each mirror policy of rt that samples this
+// request and names a known cluster, with the shadow Host to send.
+func (c *Config) mirrorTargets(s *stream, rt *router.Route, fn func(cl api.Cluster, name, shadow string)) {
 	for i := range rt.MirrorPolicies {
 		m := &rt.MirrorPolicies[i]
 		if !m.Sample(rand.Uint64()) {
@@ -30,26 +46,18 @@ func (sc *serverConn) mirror(s *stream, rt *router.Route, body *[]byte) {
 		if m.ClusterHeader != "" {
 			name, _ = s.req.Get(m.ClusterHeader)
 		}
-		cl, ok := sc.cfg.Clusters.Cluster(name)
+		cl, ok := c.Clusters.Cluster(name)
 		if !ok {
 			continue
 		}
-		host := strings.Clone(s.req.Host())
-		shadow := host
+		shadow := s.req.Host()
 		if m.HostRewriteLiteral != "" {
 			shadow = m.HostRewriteLiteral
 		}
 		if !m.DisableShadowHostSuffixAppend {
 			shadow = shadowHost(shadow)
 		}
-		s.req.Set(":authority", shadow)
-		head := s.req.AppendTo(nil)
-		s.req.Set(":authority", host)
-		var bd []byte
-		if body != nil {
-			bd = append([]byte(nil), *body...)
-		}
-		go sc.cfg.sendMirror(cl, head, bd)
+		fn(cl, name, shadow)
 	}
 }
 
@@ -112,26 +120,7 @@ func (c *Config) sendMirror(cl api.Cluster, head, body []byte) {
 // shadow request goes over the mirror cluster's own protocol. Only a
 // request whose body is held (or that has none) is mirrored.
 func (c *Config) mirrorX(s *stream, rt *router.Route, held []byte, h2down bool) {
-	for i := range rt.MirrorPolicies {
-		m := &rt.MirrorPolicies[i]
-		if !m.Sample(rand.Uint64()) {
-			continue
-		}
-		name := m.Cluster
-		if m.ClusterHeader != "" {
-			name, _ = s.req.Get(m.ClusterHeader)
-		}
-		cl, ok := c.Clusters.Cluster(name)
-		if !ok {
-			continue
-		}
-		shadow := s.req.Host()
-		if m.HostRewriteLiteral != "" {
-			shadow = m.HostRewriteLiteral
-		}
-		if !m.DisableShadowHostSuffixAppend {
-			shadow = shadowHost(shadow)
-		}
+	c.mirrorTargets(s, rt, func(cl api.Cluster, name, shadow string) {
 		ms := &stream{start: time.Now(), cluster: name}
 		ms.req.Method, ms.req.Target, ms.req.Minor, ms.req.ContentLength = s.req.Method, s.req.Target, 1, s.req.ContentLength
 		s.req.Range(func(k, v string) bool {
@@ -140,7 +129,7 @@ func (c *Config) mirrorX(s *stream, rt *router.Route, held []byte, h2down bool) 
 		})
 		ms.req.Set(":authority", shadow)
 		go c.sendMirrorX(cl, ms, held, h2down)
-	}
+	})
 }
 
 func (c *Config) sendMirrorX(cl api.Cluster, s *stream, body []byte, h2down bool) {

@@ -99,16 +99,7 @@ func (sc *serverConn) handle(s *stream) bool {
 		sc.redirect(s, rt)
 		return keep && !bodyPending
 	}
-	reqOps, respOps := rt.RequestHeaders, rt.ResponseHeaders
-	if cw := rt.PickWeighted(rand.Uint64()); cw != nil {
-		s.cluster = cw.Name
-		reqOps, respOps = cw.RequestHeaders, cw.ResponseHeaders
-		if cw.HostRewriteLiteral != "" {
-			req.Set(":authority", cw.HostRewriteLiteral)
-		}
-	} else {
-		s.cluster = rt.ClusterFor(req, 0)
-	}
+	reqOps, respOps := s.pickCluster(rt)
 	cl, ok := cfg.Clusters.Cluster(s.cluster)
 	if !ok {
 		cfg.Stats.NoCluster.Inc()
@@ -215,6 +206,56 @@ func (sc *serverConn) handle(s *stream) bool {
 		sc.failReply(s, cl, res, bodyPending)
 		return keep && !bodyPending
 	}
+}
+
+// responder is the stream as response filters and header formatters see
+// it (*stream for HTTP/1, *h2stream for HTTP/2).
+type responder interface {
+	api.Stream
+	router.VarSource
+}
+
+// upstreamResponse counts an upstream response head and runs the response
+// filters and the route's response header operations on it.
+func (c *Config) upstreamResponse(s *stream, as responder, cl api.Cluster, respOps *router.HeaderOps) {
+	resp := &s.resp
+	s.status = resp.Status
+	stats.RecordClusterResponse(cl.Stats(), resp.Status)
+	if resp.Status >= 500 {
+		s.host.Stats().Responses5xx.Inc()
+	}
+	for i := len(c.Filters) - 1; i >= 0; i-- {
+		c.Filters[i].OnResponse(as)
+	}
+	respOps.Apply(resp, as)
+}
+
+// pickCluster chooses the route's cluster (weighted or by header) into
+// s.cluster and returns the header operations that apply with it.
+func (s *stream) pickCluster(rt *router.Route) (reqOps, respOps *router.HeaderOps) {
+	reqOps, respOps = rt.RequestHeaders, rt.ResponseHeaders
+	if cw := rt.PickWeighted(rand.Uint64()); cw != nil {
+		s.cluster = cw.Name
+		if cw.HostRewriteLiteral != "" {
+			s.req.Set(":authority", cw.HostRewriteLiteral)
+		}
+		return cw.RequestHeaders, cw.ResponseHeaders
+	}
+	s.cluster = rt.ClusterFor(&s.req, 0)
+	return reqOps, respOps
+}
+
+// headError classifies an error reading an upstream response head.
+func headError(cl api.Cluster, err error) failure {
+	switch {
+	case network.IsTimeout(err):
+		cl.Stats().UpstreamRequestTimeout.Inc()
+		return failTimeout
+	case errors.Is(err, http1.ErrMalformed), errors.Is(err, http1.ErrHeaderTooLarge):
+		return failProtocol
+	}
+	cl.Stats().UpstreamResets.Inc()
+	return failReset
 }
 
 // downstream is the connection a request came on, as request mutation
@@ -443,15 +484,7 @@ again:
 			goto again
 		}
 		s.failure = err.Error()
-		switch {
-		case network.IsTimeout(err):
-			cl.Stats().UpstreamRequestTimeout.Inc()
-			return nil, failTimeout
-		case errors.Is(err, http1.ErrMalformed), errors.Is(err, http1.ErrHeaderTooLarge):
-			return nil, failProtocol
-		}
-		cl.Stats().UpstreamResets.Inc()
-		return nil, failReset
+		return nil, headError(cl, err)
 	}
 	if !tryDeadline.Equal(deadline) {
 		_ = pc.SetReadDeadline(deadline)
@@ -577,15 +610,7 @@ func (sc *serverConn) failReply(s *stream, cl api.Cluster, f failure, bodyPendin
 func (sc *serverConn) respond(s *stream, cl api.Cluster, respOps *router.HeaderOps, uc *upConn, keep bool) bool {
 	cfg := sc.cfg
 	resp := &s.resp
-	s.status = resp.Status
-	stats.RecordClusterResponse(cl.Stats(), resp.Status)
-	if resp.Status >= 500 {
-		s.host.Stats().Responses5xx.Inc()
-	}
-	for i := len(cfg.Filters) - 1; i >= 0; i-- {
-		cfg.Filters[i].OnResponse(s)
-	}
-	respOps.Apply(resp, s)
+	cfg.upstreamResponse(s, s, cl, respOps)
 	upgrade := resp.Status == 101 && s.req.Upgrade != ""
 	noBody := resp.NoBody(s.req.Method)
 	untilEOF := !noBody && !upgrade && resp.ContentLength < 0 && !resp.Chunked
