@@ -30,8 +30,8 @@ func newDemo() *cobra.Command {
 			return demo.Run(ctx, o)
 		},
 	}
-	cmd.Flags().IntVar(&o.BasePort, "base-port", 10000, "first sidecar listener port (ten are used: base..base+9)")
-	cmd.Flags().IntVar(&o.AdminBase, "admin-port", 9901, "first admin port (seven are used)")
+	cmd.Flags().IntVar(&o.BasePort, "base-port", 10000, "first sidecar listener port (13 are used: base..base+12)")
+	cmd.Flags().IntVar(&o.AdminBase, "admin-port", 9901, "first admin port (nine are used)")
 	cmd.Flags().IntVar(&o.RPS, "rps", 5, "background requests per second through the mesh (0 = none)")
 	cmd.Flags().StringVar(&o.Dir, "dir", "", "where configs and access logs go (default: a new temp dir)")
 	cmd.Flags().StringVar(&level, "log-level", "warn", "debug, info, warn or error")

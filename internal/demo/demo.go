@@ -1,9 +1,11 @@
 // Package demo runs `weft demo`: a small mesh on loopback made of sample
 // services, a sidecar beside each, and a trickle of load, so a person can
-// curl it and watch the admin pages. Three parts: HTTP services, Bolt and
-// Dubbo providers behind statically configured sidecars (rpc.go), and
-// meshed and plain Bolt applications sharing an embedded service registry
-// through the sidecars' mesh agents (mesh.go).
+// curl it and watch the admin pages. Its parts: HTTP services, Bolt and
+// Dubbo providers behind statically configured sidecars (rpc.go), a gRPC
+// server behind a sidecar that speaks HTTP/2 to it (grpc.go), meshed and
+// plain Bolt applications sharing an embedded service registry through
+// the sidecars' mesh agents (mesh.go), and a sidecar configured by the
+// control plane (controlplane.go).
 package demo
 
 import (
@@ -48,6 +50,7 @@ type routeSpec struct{ Name, Prefix, Cluster string }
 type clusterSpec struct {
 	Name, LB string
 	Ports    []int
+	HTTP2    bool // speak HTTP/2 (h2c) to the hosts, as gRPC needs
 }
 
 // rpcRouteSpec sends every method of the service Domain ("*": any) to
@@ -96,8 +99,8 @@ const (
 // Ports of the mesh, as offsets from Options.BasePort and AdminBase. The
 // registry takes a free port.
 const (
-	basePorts  = 12 // base: frontend, +1, +2: backends, +3: RPC egress, +4, +5: RPC providers, +6..+9: registry part, +10, +11: sidecar-xds
-	adminPorts = 8  // one per sidecar
+	basePorts  = 13 // base: frontend, +1, +2: backends, +3: RPC egress, +4, +5: RPC providers, +6..+9: registry part, +10, +11: sidecar-xds, +12: sidecar-grpc
+	adminPorts = 9  // one per sidecar: +0..+6 the static ones, +7: sidecar-xds, +8: sidecar-grpc
 )
 
 // Run starts the mesh and blocks until ctx ends, then drains it: the
@@ -127,9 +130,11 @@ func Run(ctx context.Context, o Options) error {
 	// The RPC callers run inside the demo process; the frontend app shows
 	// their results on /rpc.
 	rpcEgress := fmt.Sprintf("127.0.0.1:%d", p+3)
+	grpcCall := newGRPCCaller(fmt.Sprintf("127.0.0.1:%d", p), o.RPS)
 	callers := map[string]*caller{
 		"bolt":  newCaller(echoService+":"+echoVersion, rpcEgress, o.RPS, echoCaller, to(rpcEgress)),
 		"dubbo": newCaller(greetingService, rpcEgress, o.RPS, func() rpcProtocol { return &dubboCaller{} }, to(rpcEgress)),
+		"grpc":  grpcCall.c,
 	}
 	rpcStatus := func(w http.ResponseWriter, _ *http.Request) {
 		out := map[string]any{}
@@ -161,8 +166,8 @@ func Run(ctx context.Context, o Options) error {
 	defer cp.close()
 
 	// Sample services: two instances of "backend", one "frontend" that
-	// calls the backend through its own sidecar, the RPC providers, and
-	// the catalog's providers.
+	// calls the backend through its own sidecar, the RPC providers, the
+	// catalog's providers, and the gRPC server.
 	b1, err := startService("backend-1", nil, nil)
 	if err != nil {
 		return err
@@ -199,14 +204,22 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer catalogPlainSrv.Close()
+	grpcSrv, err := startGRPCServer(grpcApp)
+	if err != nil {
+		return err
+	}
+	defer grpcSrv.Close()
 
 	specs := []sidecarSpec{
 		{
 			// The frontend's sidecar: ingress from clients and egress to
-			// the backend's sidecars; RPC egress to the providers'.
+			// the backend's sidecars; gRPC (h2c on the same listener) to
+			// sidecar-grpc; RPC egress to the providers'.
 			Name: sidecarFrontend, ListenPort: p, AdminPort: o.AdminBase, Fault: true,
 			Routes: []routeSpec{
 				{"backend", "/backend", "backend"},
+				{"grpc-test", "/" + grpcTestService + "/", "grpc"},
+				{"grpc-health", "/" + grpcHealthSvc + "/", "grpc"},
 				{"frontend", "/", "frontend"},
 			},
 			RPC: &rpcSpec{
@@ -217,33 +230,34 @@ func Run(ctx context.Context, o Options) error {
 				},
 			},
 			Clusters: []clusterSpec{
-				{"backend", "ROUND_ROBIN", []int{p + 1, p + 2}},
-				{"frontend", "ROUND_ROBIN", []int{port(fe)}},
-				{boltApp, "ROUND_ROBIN", []int{p + 4}},
-				{dubboApp, "ROUND_ROBIN", []int{p + 5}},
+				{Name: "backend", LB: "ROUND_ROBIN", Ports: []int{p + 1, p + 2}},
+				{Name: "frontend", LB: "ROUND_ROBIN", Ports: []int{port(fe)}},
+				{Name: "grpc", LB: "ROUND_ROBIN", Ports: []int{p + 12}, HTTP2: true},
+				{Name: boltApp, LB: "ROUND_ROBIN", Ports: []int{p + 4}},
+				{Name: dubboApp, LB: "ROUND_ROBIN", Ports: []int{p + 5}},
 			},
 		},
 		{
 			Name: "sidecar-backend-1", ListenPort: p + 1, AdminPort: o.AdminBase + 1,
 			Routes:   []routeSpec{{"local", "/", "local"}},
-			Clusters: []clusterSpec{{"local", "ROUND_ROBIN", []int{port(b1)}}},
+			Clusters: []clusterSpec{{Name: "local", LB: "ROUND_ROBIN", Ports: []int{port(b1)}}},
 		},
 		{
 			Name: "sidecar-backend-2", ListenPort: p + 2, AdminPort: o.AdminBase + 2,
 			Routes:   []routeSpec{{"local", "/", "local"}},
-			Clusters: []clusterSpec{{"local", "ROUND_ROBIN", []int{port(b2)}}},
+			Clusters: []clusterSpec{{Name: "local", LB: "ROUND_ROBIN", Ports: []int{port(b2)}}},
 		},
 		{
 			Name: "sidecar-" + boltApp, AdminPort: o.AdminBase + 3,
 			RPC: &rpcSpec{Port: p + 4, StatPrefix: ingressPrefix, Protocols: []string{"bolt"},
 				Services: []rpcRouteSpec{{"local", "*", "local"}}},
-			Clusters: []clusterSpec{{"local", "ROUND_ROBIN", []int{boltSrv.port()}}},
+			Clusters: []clusterSpec{{Name: "local", LB: "ROUND_ROBIN", Ports: []int{boltSrv.port()}}},
 		},
 		{
 			Name: "sidecar-" + dubboApp, AdminPort: o.AdminBase + 4,
 			RPC: &rpcSpec{Port: p + 5, StatPrefix: ingressPrefix, Protocols: []string{"dubbo"},
 				Services: []rpcRouteSpec{{"local", "*", "local"}}},
-			Clusters: []clusterSpec{{"local", "ROUND_ROBIN", []int{dubboSrv.port()}}},
+			Clusters: []clusterSpec{{Name: "local", LB: "ROUND_ROBIN", Ports: []int{dubboSrv.port()}}},
 		},
 		{
 			// The meshed provider's sidecar: a mesh agent with a Bolt
@@ -258,6 +272,14 @@ func Run(ctx context.Context, o Options) error {
 			Name: sidecarConsumer, AdminPort: o.AdminBase + 6,
 			Mesh: &meshSpec{SDKPort: p + 9, Registry: mesh.registry, Egress: map[string]int{catalogProtocol: p + 7},
 				DrainGrace: meshDrainGrace, Metadata: map[string]string{"zone": "demo"}},
+		},
+		{
+			// The gRPC server's sidecar: its HTTP listener (HTTP/1.1 or
+			// h2c, codec_type AUTO) sends everything to the server over
+			// HTTP/2.
+			Name: sidecarGRPC, ListenPort: p + 12, AdminPort: o.AdminBase + 8,
+			Routes:   []routeSpec{{"local", "/", "local"}},
+			Clusters: []clusterSpec{{Name: "local", LB: "ROUND_ROBIN", Ports: []int{grpcSrv.port()}, HTTP2: true}},
 		},
 	}
 	// sidecar-xds is configured by the control plane, not built from a
@@ -333,6 +355,8 @@ func Run(ctx context.Context, o Options) error {
 			"CatalogMeshed": catalogMeshed, "CatalogPlain": catalogPlain,
 			"SidecarCatalog": sidecarCatalog, "SidecarConsumer": sidecarConsumer,
 			"P10": p + 10, "P11": p + 11, "Admin7": o.AdminBase + 7, "Rules": cp.rules, "CPAdmin": cp.srv.AdminAddr(),
+			"P12": p + 12, "Admin8": o.AdminBase + 8, "GRPCPort": grpcSrv.port(), "GRPCApp": grpcApp,
+			"TestService": grpcTestService, "Health": grpcHealthSvc, "SidecarGRPC": sidecarGRPC,
 		}); err != nil {
 			return err
 		}
@@ -344,8 +368,9 @@ func Run(ctx context.Context, o Options) error {
 	defer func() { stopLoad(); wg.Wait() }()
 	if o.RPS > 0 {
 		all := []*caller{callers["bolt"], callers["dubbo"], mesh.meshed, mesh.plain}
-		wg.Add(1 + len(all))
+		wg.Add(2 + len(all))
 		go func() { defer wg.Done(); load(loadCtx, fmt.Sprintf("http://127.0.0.1:%d/", p), o.RPS) }()
+		go func() { defer wg.Done(); grpcCall.run(loadCtx) }()
 		for _, c := range all {
 			go func() { defer wg.Done(); c.run(loadCtx) }()
 		}
@@ -360,6 +385,8 @@ var bannerTmpl = template.Must(template.New("banner").Parse(`Weft demo mesh is u
   client -> sidecar-frontend :{{.P}} -> frontend app
                               \-> /backend -> sidecar-backend-1 :{{.P1}} -> backend-1
                                            -> sidecar-backend-2 :{{.P2}} -> backend-2
+  gRPC (h2c on the same port as HTTP; the path picks the route; HTTP/2 on every hop):
+  grpc caller -> sidecar-frontend :{{.P}} -> /{{.TestService}}/*, /{{.Health}}/* -> {{.SidecarGRPC}} :{{.P12}} -> {{.GRPCApp}} :{{.GRPCPort}}
   RPC (Bolt and Dubbo on one port; the service name picks the route):
   bolt caller  --\                                    /-> sidecar-{{.Bolt}} :{{.P4}} -> {{.Bolt}} ({{.Echo}})
                   >-> sidecar-frontend :{{.P3}} (rpc) -<
@@ -376,7 +403,8 @@ var bannerTmpl = template.Must(template.New("banner").Parse(`Weft demo mesh is u
 Try:
   curl http://127.0.0.1:{{.P}}/                 # frontend, which calls the backend through its sidecar
   curl http://127.0.0.1:{{.P}}/backend/hello    # straight to a backend, round robin
-  curl http://127.0.0.1:{{.P}}/rpc              # the Bolt and Dubbo callers' last replies, through the mesh
+  curl http://127.0.0.1:{{.P}}/rpc              # the Bolt, Dubbo and gRPC callers' last replies, through the mesh
+  curl -s http://127.0.0.1:{{.Admin}}/stats/prometheus | grep 'weft_rpc_method_responses_total{.*protocol="grpc"'   # gRPC calls per method and grpc-status
   curl http://127.0.0.1:{{.P}}/mesh             # the meshed and the plain consumer: calls ok and failed, which provider answered
   curl -s http://{{.SDKProvider}}/v1/status   # SDK API of {{.SidecarCatalog}}: what it published
   curl -s http://{{.SDKConsumer}}/v1/status   # SDK API of {{.SidecarConsumer}}: its subscription and the providers it knows
@@ -390,10 +418,10 @@ Try:
   curl http://127.0.0.1:{{.Admin}}/stats/prometheus
   curl http://127.0.0.1:{{.Admin}}/stats | grep rpc # RPC proxy stats: rpc.{{.Egress}}.* and per protocol, service and method
   curl http://127.0.0.1:{{.Admin}}/clusters
-  (admin of sidecar-{{.Bolt}} :{{.Admin3}}, sidecar-{{.Dubbo}} :{{.Admin4}}, {{.SidecarCatalog}} :{{.Admin5}}, {{.SidecarConsumer}} :{{.Admin6}}, sidecar-xds :{{.Admin7}})
+  (admin of sidecar-{{.Bolt}} :{{.Admin3}}, sidecar-{{.Dubbo}} :{{.Admin4}}, {{.SidecarCatalog}} :{{.Admin5}}, {{.SidecarConsumer}} :{{.Admin6}}, sidecar-xds :{{.Admin7}}, {{.SidecarGRPC}} :{{.Admin8}})
 
-{{if gt .RPS 0}}Background load: {{.RPS}} requests/s over HTTP, and as many calls/s over Bolt, over Dubbo and from each catalog consumer.
-{{- else}}Background load: off (--rps 0), so the RPC callers and the catalog consumers are idle too.{{end}} Ctrl-C to stop (the sidecars deregister and drain first).
+{{if gt .RPS 0}}Background load: {{.RPS}} requests/s over HTTP, and as many calls/s over Bolt, over Dubbo, over gRPC and from each catalog consumer.
+{{- else}}Background load: off (--rps 0), so the RPC and gRPC callers and the catalog consumers are idle too.{{end}} Ctrl-C to stop (the sidecars deregister and drain first).
 `))
 
 // checkPorts reports a port of the mesh that is already taken, before any

@@ -19,6 +19,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
 	// The extensions the demo's sidecars use, as cmd/weft links them.
 	_ "github.com/weftmesh/weft/extensions/codecs/bolt"
 	_ "github.com/weftmesh/weft/extensions/codecs/dubbo"
@@ -94,8 +101,8 @@ func noLeak(t *testing.T, before int) {
 	}
 }
 
-// TestRun runs the demo in process: the Bolt and Dubbo callers get their
-// answers through the sidecars, the meshed and the plain catalog consumers
+// TestRun runs the demo in process: the Bolt, Dubbo and gRPC callers get
+// their answers through the sidecars, the meshed and the plain catalog consumers
 // reach both catalog providers through the registry, and cancelling the
 // context stops everything, leaving no goroutine and no port behind.
 func TestRun(t *testing.T) {
@@ -181,6 +188,7 @@ func TestRun(t *testing.T) {
 			t.Errorf("sidecar admin :%d: %q", admin+3+i, st)
 		}
 	}
+	testRunGRPC(t, base, admin, out.String(), get)
 	registryAddr := testRunMesh(t, base, out.String(), get)
 	testRunControlPlane(t, base, admin, out.String(), client)
 	tr.CloseIdleConnections()
@@ -297,6 +305,7 @@ func TestRunPortTaken(t *testing.T) {
 		{6, sidecarCatalog, "mesh ingress (bolt)"},
 		{7, sidecarConsumer, "mesh egress (bolt)"},
 		{8, sidecarCatalog, "mesh agent SDK API"},
+		{12, sidecarGRPC, "listener"},
 	} {
 		t.Run(tc.what, func(t *testing.T) {
 			for try := 0; ; try++ {
@@ -576,4 +585,173 @@ func httpGetStatus(c *http.Client, url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// testRunGRPC checks the gRPC part of a running demo: the gRPC caller's
+// calls through sidecar-frontend and sidecar-grpc succeed (/rpc), both
+// sidecars count them per method with grpc-status 0, and a grpc-go client
+// through the frontend sidecar gets the echo with the served-by header
+// and trailer (trailers intact through two sidecars), the stream of
+// StreamingOutputCall, and SERVING from the health service.
+func testRunGRPC(t *testing.T, base, admin int, banner string, get func(string) (int, string)) {
+	t.Helper()
+	for _, want := range []string{
+		fmt.Sprintf("%s :%d", sidecarGRPC, base+12),
+		"/" + grpcTestService + "/*",
+		fmt.Sprintf(`curl -s http://127.0.0.1:%d/stats/prometheus | grep 'weft_rpc_method_responses_total{.*protocol="grpc"'`, admin),
+		fmt.Sprintf("%s :%d)", sidecarGRPC, admin+8),
+	} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+
+	// The background caller.
+	var body string
+	eventually(t, 10*time.Second, "gRPC calls on /rpc", func() bool {
+		var code int
+		code, body = get(fmt.Sprintf("http://127.0.0.1:%d/rpc", base))
+		var got map[string]callerStats
+		if code != 200 || json.Unmarshal([]byte(body), &got) != nil {
+			return false
+		}
+		g, ok := got["grpc"]
+		if !ok {
+			t.Fatalf(`/rpc has no "grpc": %s`, body)
+		}
+		if g.Failed != 0 || g.LastError != "" {
+			t.Fatalf("gRPC calls failed: %s", body)
+		}
+		return g.OK >= 20 && g.ServedBy[grpcApp] == g.OK
+	})
+	for _, want := range []string{`"grpc #`, "served-by " + grpcApp + ", header and trailer", `"connects": 1,`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/rpc lacks %q: %s", want, body)
+		}
+	}
+
+	// Both sidecars count the calls per method, all with grpc-status 0.
+	for _, sc := range []struct {
+		name  string
+		admin int
+	}{{sidecarFrontend, admin}, {sidecarGRPC, admin + 8}} {
+		_, prom := get(fmt.Sprintf("http://127.0.0.1:%d/stats/prometheus", sc.admin))
+		ok := 0.0
+		for _, m := range promSamples(prom, "weft_rpc_method_responses_total") {
+			if m.labels["protocol"] != "grpc" {
+				continue
+			}
+			if m.labels["service"] == grpcTestService && m.labels["method"] == grpcUnaryMethod && m.labels["status"] == "0" &&
+				m.labels["stat_prefix"] == sc.name {
+				ok += m.value
+			} else if m.labels["status"] != "0" {
+				t.Errorf("%s: gRPC responses with a status other than 0: %v %v", sc.name, m.labels, m.value)
+			}
+		}
+		if ok == 0 {
+			t.Errorf(`%s: no weft_rpc_method_responses_total{protocol="grpc",service=%q,method=%q,status="0"} > 0 in:\n%s`,
+				sc.name, grpcTestService, grpcUnaryMethod, grepLines(prom, "weft_rpc_method_"))
+		}
+	}
+
+	// A client of our own, through the frontend sidecar.
+	cc, err := dialGRPC(fmt.Sprintf("127.0.0.1:%d", base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client := testpb.NewTestServiceClient(cc)
+	var hdr, trl metadata.MD
+	resp, err := client.UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("direct")}}, grpc.Header(&hdr), grpc.Trailer(&trl))
+	if err != nil {
+		t.Fatalf("UnaryCall through %s: %v", sidecarFrontend, err)
+	}
+	if string(resp.GetPayload().GetBody()) != "direct" || resp.GetServerId() != grpcApp {
+		t.Errorf("UnaryCall answered %v", resp)
+	}
+	if got := hdr.Get(servedBy); len(got) != 1 || got[0] != grpcApp {
+		t.Errorf("UnaryCall: served-by header %q (all headers %v)", got, hdr)
+	}
+	if got := trl.Get(servedBy); len(got) != 1 || got[0] != grpcApp {
+		t.Errorf("UnaryCall: served-by trailer %q (all trailers %v)", got, trl)
+	}
+
+	stream, err := client.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{
+		{Size: 10}, {Size: 20000}, {Size: 5, IntervalUs: 10_000},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int
+	for {
+		m, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("StreamingOutputCall after %v: %v", sizes, err)
+		}
+		sizes = append(sizes, len(m.GetPayload().GetBody()))
+	}
+	if fmt.Sprint(sizes) != "[10 20000 5]" {
+		t.Errorf("StreamingOutputCall: message sizes %v, want [10 20000 5]", sizes)
+	}
+	if got := stream.Trailer().Get(servedBy); len(got) != 1 || got[0] != grpcApp {
+		t.Errorf("StreamingOutputCall: served-by trailer %q", got)
+	}
+
+	for _, svc := range []string{"", grpcTestService} {
+		hr, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health of %q through %s: %v, %v", svc, sidecarFrontend, hr, err)
+		}
+	}
+	// A method the server lacks: UNIMPLEMENTED from the server, through
+	// both sidecars.
+	if _, err := client.EmptyCall(ctx, &testpb.Empty{}); status.Code(err) != codes.Unimplemented {
+		t.Errorf("EmptyCall: %v, want UNIMPLEMENTED", err)
+	}
+}
+
+type promSample struct {
+	labels map[string]string
+	value  float64
+}
+
+var promLabel = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
+
+// promSamples parses the samples of metric name from Prometheus text
+// output.
+func promSamples(text, name string) []promSample {
+	var out []promSample
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		end := strings.LastIndex(line, "} ")
+		if end < 0 {
+			continue
+		}
+		s := promSample{labels: map[string]string{}}
+		for _, m := range promLabel.FindAllStringSubmatch(line[len(name)+1:end], -1) {
+			s.labels[m[1]] = m[2]
+		}
+		if _, err := fmt.Sscan(strings.TrimSpace(line[end+2:]), &s.value); err != nil {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -101,8 +101,8 @@ func TestDemo(t *testing.T) {
 // startDemo starts `weft demo` on free ports and waits for its banner; all
 // it prints goes to output.
 func startDemo(t *testing.T) (base, admin int, output *syncBuffer, err error) {
-	base = freeRun(t, 10) // HTTP :0..2, RPC egress :3, RPC providers' sidecars :4, :5, mesh ingress :6, egress :7, SDK APIs :8, :9
-	admin = freeRun(t, 7) // one admin port per sidecar
+	base = freeRun(t, 13) // HTTP :0..2, RPC egress :3, RPC providers' sidecars :4, :5, mesh ingress :6, egress :7, SDK APIs :8, :9, sidecar-xds :10, :11, sidecar-grpc :12
+	admin = freeRun(t, 9) // one admin port per sidecar
 	cmd := exec.Command(weftBin, "demo", "--base-port", fmt.Sprint(base), "--admin-port", fmt.Sprint(admin), "--rps", "20", "--dir", t.TempDir())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
