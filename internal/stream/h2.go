@@ -219,9 +219,16 @@ func (hc *h2conn) prematureReset() {
 	if limit > 0 && n >= limit && 2*n >= hc.streams.Load() && hc.closed.CompareAndSwap(false, true) {
 		hc.cfg.Stats.DownstreamCxProtocolError.Inc()
 		hc.cfg.Log.Warn("closing HTTP/2 connection: too many streams reset by the client before their response", "remote", hc.nc.RemoteAddr(), "resets", n)
-		_ = hc.nc.Close()
+		// GOAWAY first (no new streams), then the close a moment later
+		// whatever the client does.
+		go func() { _ = hc.hs.Shutdown(context.Background()) }()
+		time.AfterFunc(goAwayGrace, func() { _ = hc.nc.Close() })
 	}
 }
+
+// goAwayGrace is how long a connection closed for abuse has to read its
+// GOAWAY.
+const goAwayGrace = time.Second
 
 var h2streams = sync.Pool{New: func() any { return new(h2stream) }}
 
