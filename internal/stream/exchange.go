@@ -6,9 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/weftmesh/weft/api"
@@ -44,9 +42,9 @@ type exchange struct {
 // upResponse is an upstream response: its head is in the stream's resp.
 type upResponse struct {
 	body io.Reader
-	// HTTP/2: the response (its Trailer is complete once body hit EOF)
-	// and the stream's context.
-	h2     *http.Response
+	// HTTP/2: the stream (its trailers are in once body hit EOF) and the
+	// stream's context.
+	h2     *h2cs
 	cancel context.CancelFunc
 	// HTTP/1: the pooled connection, reusable when its body was read to
 	// the end and it did not say close.
@@ -60,14 +58,28 @@ func (u *upResponse) trailer() http.Header {
 	if u.h2 == nil {
 		return nil
 	}
-	return u.h2.Trailer
+	u.h2.mu.Lock()
+	defer u.h2.mu.Unlock()
+	return u.h2.trailer
+}
+
+// pending reports whether reading the body would return at once (data
+// already here, or its end known): the downstream then need not flush yet.
+func (u *upResponse) pending() bool {
+	if u.h2 != nil {
+		return u.h2.pending()
+	}
+	if br, ok := u.body.(*http1.BodyReader); ok {
+		return u.uc.br.Buffered() > 0 || br.Done()
+	}
+	return true // no body
 }
 
 // done releases the upstream connection or stream; complete says the
 // body was read to its end.
 func (u *upResponse) done(complete bool) {
 	if u.h2 != nil {
-		_ = u.h2.Body.Close()
+		u.h2.close()
 		u.cancel()
 		return
 	}
@@ -250,11 +262,14 @@ func (c *Config) h2RoundTrip(x *exchange, cl api.Cluster, host api.Host, body io
 	if err != nil {
 		return fail(connError(s, err, tryDeadline))
 	}
-	req := c.h2Request(ctx, s, body, x.bodyLen)
 	cl.Stats().UpstreamRequests.Inc()
 	host.Stats().Requests.Inc()
 	s.upStart = time.Now()
-	resp, err := cc.RoundTrip(req)
+	bodyLen := x.bodyLen
+	if body == nil {
+		bodyLen = 0
+	}
+	cs, err := cc.roundTrip(ctx, &s.req, body, bodyLen)
 	if err != nil {
 		s.failure = err.Error()
 		switch {
@@ -273,33 +288,20 @@ func (c *Config) h2RoundTrip(x *exchange, cl api.Cluster, host api.Host, body io
 	if tryTimer != nil {
 		tryTimer.Stop()
 	}
-	fillResponse(&s.resp, resp)
-	return &upResponse{body: resp.Body, h2: resp, cancel: cancel}, okResponse
-}
-
-// h2Request builds the upstream HTTP/2 request from the routed head.
-func (c *Config) h2Request(ctx context.Context, s *stream, body io.Reader, n int64) *http.Request {
-	h := &s.req
-	u := &url.URL{Scheme: "http", Host: h.Host()}
-	path, query, _ := strings.Cut(h.Target, "?")
-	u.Opaque, u.RawQuery = path, query
-	hdr := make(http.Header, h.Len())
-	copyHeader(hdr, &h.Header, func(ck, v string) bool { return hopCanonical[ck] || (ck == "Te" && v != "trailers") })
-	req := &http.Request{
-		Method:        h.Method,
-		URL:           u,
-		Host:          u.Host,
-		Proto:         "HTTP/2.0",
-		ProtoMajor:    2,
-		Header:        hdr,
-		ContentLength: n,
+	resp := &s.resp
+	resp.Reset()
+	resp.Status = cs.status
+	resp.Minor = 1
+	resp.ContentLength = -1
+	for _, f := range cs.fields {
+		if f.Name == "content-length" {
+			if n, err := strconv.ParseInt(f.Value, 10, 64); err == nil && n >= 0 {
+				resp.ContentLength = n
+			}
+		}
+		resp.Add(f.Name, f.Value)
 	}
-	if body != nil && n != 0 {
-		req.Body = io.NopCloser(body)
-	} else {
-		req.ContentLength = 0
-	}
-	return req.WithContext(ctx)
+	return &upResponse{body: cs, h2: cs, cancel: cancel}, okResponse
 }
 
 // copyHeader adds the fields of src to dst (canonical keys, one backing
@@ -319,19 +321,6 @@ func copyHeader(dst http.Header, src *http1.Header, skip func(canonical, value s
 		dst[ck] = vals[len(vals)-1 : len(vals) : len(vals)]
 		return true
 	})
-}
-
-// fillResponse puts an HTTP/2 response head into dst.
-func fillResponse(dst *http1.ResponseHead, resp *http.Response) {
-	dst.Reset()
-	dst.Status = resp.StatusCode
-	dst.Minor = 1
-	dst.ContentLength = resp.ContentLength
-	for k, vv := range resp.Header {
-		for _, v := range vv {
-			dst.Add(k, v)
-		}
-	}
 }
 
 // h1RoundTrip sends the request over a pooled HTTP/1.1 connection to host

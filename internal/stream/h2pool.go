@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"net"
-	"net/http"
+	"fmt"
 	"sync"
 	"time"
-
-	"golang.org/x/net/http2"
 
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/internal/upstream"
@@ -18,19 +16,19 @@ import (
 // ProtocolH2 is the connection-pool key for HTTP/2 upstream connections.
 const ProtocolH2 = "http2"
 
-// h2Pool holds a host's HTTP/2 connections. Streams multiplex: a request
-// takes a stream on the newest connection that has one free, and a new
-// connection is dialled only when none has (one dial at a time; the
-// requests that arrive meanwhile wait for it). Framing, HPACK and flow
-// control are golang.org/x/net/http2's ClientConn.
+// h2Pool holds a host's HTTP/2 connections (h2cc). Streams multiplex: a
+// request takes a stream on the newest connection that has one free, and
+// a new connection is dialled only when none has (one dial at a time; the
+// requests that arrive meanwhile wait for it).
 type h2Pool struct {
 	host   api.Host
-	tr     *http2.Transport
+	opts   h2ccOptions
 	limits pool.Limits
 	dial   func(context.Context) (net.Conn, error)
+	tls    bool
 
 	mu       sync.Mutex
-	conns    []*http2.ClientConn
+	conns    []*h2cc
 	dialing  chan struct{} // closed when the dial under way ends
 	draining bool
 }
@@ -58,26 +56,18 @@ func (c *Config) newH2Pool(h api.Host) api.ConnPool {
 		}
 		limits = cl
 	}
-	t1 := &http.Transport{
-		HTTP2: &http.HTTP2Config{
-			MaxReceiveBufferPerStream:     int(o.StreamWindow),
-			MaxReceiveBufferPerConnection: int(o.ConnWindow),
-			SendPingTimeout:               o.KeepaliveInterval,
-			PingTimeout:                   o.KeepaliveTimeout,
-		},
-	}
-	tr, err := http2.ConfigureTransports(t1)
-	if err != nil { // only when t1 is already configured: not here
-		tr = &http2.Transport{}
-	}
-	tr.AllowHTTP = true
-	tr.ReadIdleTimeout = o.KeepaliveInterval
-	tr.PingTimeout = o.KeepaliveTimeout
-	tr.MaxHeaderListSize = uint32(c.Limits.MaxHeaderBytes)
+	p := &h2Pool{host: h, limits: limits, dial: h.Dial, opts: h2ccOptions{
+		streamWindow:  o.StreamWindow,
+		connWindow:    o.ConnWindow,
+		maxStreams:    o.MaxConcurrentStreams,
+		maxHeaderList: uint32(c.Limits.MaxHeaderBytes),
+		pingInterval:  o.KeepaliveInterval,
+		pingWait:      o.KeepaliveTimeout,
+		scheme:        "http",
+	}}
 	if pc.IdleTimeout > 0 {
-		tr.IdleConnTimeout = pc.IdleTimeout
+		p.opts.idleTimeout = pc.IdleTimeout
 	}
-	p := &h2Pool{host: h, tr: tr, limits: limits, dial: h.Dial}
 	if d, ok := h.(h2Dialer); ok {
 		p.dial = d.DialH2
 	}
@@ -92,20 +82,19 @@ func (unlimitedLimits) Release(api.Resource)         {}
 // errH2Draining is returned by a pool whose host left its cluster.
 var errH2Draining = pool.ErrClosed
 
-// get returns a connection with a stream reserved for the caller's
-// RoundTrip (which consumes the reservation).
-func (p *h2Pool) get(ctx context.Context) (*http2.ClientConn, error) {
+// get returns a connection with a stream reserved for the caller, who
+// must use it (roundTrip) or give it back (release).
+func (p *h2Pool) get(ctx context.Context) (*h2cc, error) {
 	for {
 		p.mu.Lock()
 		if p.draining {
 			p.mu.Unlock()
 			return nil, errH2Draining
 		}
-		var busiest *http2.ClientConn
+		var busiest *h2cc
 		live := p.conns[:0]
 		for _, cc := range p.conns {
-			st := cc.State()
-			if st.Closed || st.Closing {
+			if !cc.usable() {
 				p.limits.Release(api.ResConnections)
 				continue
 			}
@@ -115,7 +104,7 @@ func (p *h2Pool) get(ctx context.Context) (*http2.ClientConn, error) {
 		clear(p.conns[len(live):])
 		p.conns = live
 		for i := len(p.conns) - 1; i >= 0; i-- {
-			if cc := p.conns[i]; cc.ReserveNewRequest() {
+			if cc := p.conns[i]; cc.reserve() {
 				p.mu.Unlock()
 				return cc, nil
 			}
@@ -132,8 +121,14 @@ func (p *h2Pool) get(ctx context.Context) (*http2.ClientConn, error) {
 		if !p.limits.TryAcquire(api.ResConnections) {
 			p.mu.Unlock()
 			if busiest != nil {
-				// At max_connections: queue on a connection's streams
-				// (RoundTrip waits for one to free) rather than fail.
+				// At max_connections: wait for a stream on a connection
+				// rather than fail.
+				if err := busiest.waitSlot(ctx); err != nil {
+					if errors.Is(err, errH2Refused) {
+						continue
+					}
+					return nil, err
+				}
 				return busiest, nil
 			}
 			return nil, pool.ErrOverflow
@@ -152,7 +147,7 @@ func (p *h2Pool) get(ctx context.Context) (*http2.ClientConn, error) {
 		}
 		if p.draining {
 			p.mu.Unlock()
-			_ = cc.Close()
+			cc.Close()
 			p.limits.Release(api.ResConnections)
 			return nil, errH2Draining
 		}
@@ -161,12 +156,20 @@ func (p *h2Pool) get(ctx context.Context) (*http2.ClientConn, error) {
 	}
 }
 
-func (p *h2Pool) connect(ctx context.Context) (*http2.ClientConn, error) {
+func (p *h2Pool) connect(ctx context.Context) (*h2cc, error) {
 	nc, err := p.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cc, err := p.tr.NewClientConn(nc)
+	o := p.opts
+	if tc := tlsConn(nc); tc != nil {
+		if proto := tc.ConnectionState().NegotiatedProtocol; proto != "h2" {
+			_ = nc.Close()
+			return nil, fmt.Errorf("cluster %q: host %s did not negotiate HTTP/2 over TLS (ALPN %q)", p.host.Cluster(), p.host.Address(), proto)
+		}
+		o.scheme = "https"
+	}
+	cc, err := newH2CC(nc, o)
 	if err != nil {
 		_ = nc.Close()
 		return nil, err
@@ -181,8 +184,7 @@ func (p *h2Pool) Drain() {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), drainWait)
 			defer cancel()
-			_ = cc.Shutdown(ctx)
-			_ = cc.Close()
+			cc.Shutdown(ctx)
 			p.limits.Release(api.ResConnections)
 		}()
 	}
@@ -195,13 +197,13 @@ const drainWait = 10 * time.Minute
 // Close implements api.ConnPool.
 func (p *h2Pool) Close() {
 	for _, cc := range p.takeAll() {
-		_ = cc.Close()
+		cc.Close()
 		p.limits.Release(api.ResConnections)
 	}
 }
 
 // takeAll stops the pool and hands over its connections.
-func (p *h2Pool) takeAll() []*http2.ClientConn {
+func (p *h2Pool) takeAll() []*h2cc {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.draining = true
@@ -212,11 +214,4 @@ func (p *h2Pool) takeAll() []*http2.ClientConn {
 
 // isH2Refused reports errors where the host never processed the stream
 // (REFUSED_STREAM, GOAWAY above the stream id): safe to send again.
-func isH2Refused(err error) bool {
-	var se http2.StreamError
-	if errors.As(err, &se) && se.Code == http2.ErrCodeRefusedStream {
-		return true
-	}
-	var ga http2.GoAwayError
-	return errors.As(err, &ga)
-}
+func isH2Refused(err error) bool { return errors.Is(err, errH2Refused) }

@@ -348,7 +348,9 @@ func (c *Config) h2Respond(s *h2stream, cl api.Cluster, respOps *router.HeaderOp
 		m, err = up.body.Read(buf)
 		if m > 0 {
 			_ = s.rc.SetWriteDeadline(network.Deadline(time.Now(), s.idle))
-			if _, werr = s.w.Write(buf[:m]); werr == nil {
+			// Flush only when the next read would wait: what follows at
+			// once (more data, the end, trailers) goes out with this.
+			if _, werr = s.w.Write(buf[:m]); werr == nil && !up.pending() {
 				werr = s.rc.Flush()
 			}
 			n += int64(m)
