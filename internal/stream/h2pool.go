@@ -3,8 +3,8 @@ package stream
 import (
 	"context"
 	"errors"
-	"net"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
