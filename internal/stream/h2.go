@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"net"
@@ -135,22 +136,134 @@ type h2conn struct {
 	closed    atomic.Bool
 }
 
-// countingConn counts the bytes of a connection for the cx_rx/tx stats.
+// countingConn is a downstream HTTP/2 connection as x/net's server sees
+// it. It counts bytes for the cx_rx/tx stats and does two things for the
+// hot path:
+//   - reads are buffered: x/net's server reads each frame header and
+//     payload straight from the connection, two read(2) calls per frame;
+//     through the buffer, the frames that arrived together cost one;
+//   - writes are gathered: the server flushes whenever its queue runs dry,
+//     which with many streams in flight is several small writes per
+//     response. Write appends to a pending buffer and one writer goroutine
+//     sends whatever gathered meanwhile, as an event loop would. The buffer
+//     is bounded (Write waits past maxPendingWrite, so a client that does
+//     not read still stops the server), a write error is returned by the
+//     next Write, and Close sends what is pending first (within a second).
 type countingConn struct {
 	net.Conn
-	rx, tx atomic.Int64
+	br      *bufio.Reader
+	rx, tx  atomic.Int64
+	timeout time.Duration // per write(2); <= 0: none
+
+	wmu     sync.Mutex
+	wcond   sync.Cond
+	pend    []byte
+	writing bool
+	err     error
+	closed  bool
+	wake    chan struct{}
+	drained chan struct{} // closed by the writer once closed and nothing is pending
 }
 
-func (c *countingConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	c.rx.Add(int64(n))
+// maxPendingWrite bounds the bytes gathered for the writer.
+const maxPendingWrite = 256 << 10
+
+// rawReader reads the connection under the buffer, counting.
+type rawReader struct{ c *countingConn }
+
+func (r rawReader) Read(b []byte) (int, error) {
+	n, err := r.c.Conn.Read(b)
+	r.c.rx.Add(int64(n))
 	return n, err
 }
+
+func (c *countingConn) init(nc net.Conn, timeout time.Duration) {
+	c.Conn = nc
+	c.timeout = timeout
+	c.br = bufio.NewReaderSize(rawReader{c}, h2ReadBuffer)
+	c.wcond.L = &c.wmu
+	c.wake = make(chan struct{}, 1)
+	c.drained = make(chan struct{})
+	go c.writeLoop()
+}
+
+func (c *countingConn) Read(b []byte) (int, error) { return c.br.Read(b) }
 
 func (c *countingConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	c.tx.Add(int64(n))
-	return n, err
+	c.wmu.Lock()
+	for len(c.pend) >= maxPendingWrite && c.err == nil && !c.closed {
+		c.wcond.Wait()
+	}
+	switch {
+	case c.err != nil:
+		err := c.err
+		c.wmu.Unlock()
+		return 0, err
+	case c.closed:
+		c.wmu.Unlock()
+		return 0, net.ErrClosed
+	}
+	c.pend = append(c.pend, b...)
+	c.wmu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return len(b), nil
+}
+
+func (c *countingConn) writeLoop() {
+	var out []byte
+	for range c.wake {
+		c.wmu.Lock()
+		for len(c.pend) > 0 && c.err == nil {
+			out, c.pend = c.pend, out[:0]
+			c.writing = true
+			c.wmu.Unlock()
+			if c.timeout > 0 {
+				_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+			}
+			n, err := c.Conn.Write(out)
+			c.tx.Add(int64(n))
+			if cap(out) > 64<<10 {
+				out = nil // one burst does not pin a large buffer
+			}
+			c.wmu.Lock()
+			c.writing = false
+			if err != nil {
+				c.err = err
+				_ = c.Conn.Close()
+			}
+			c.wcond.Broadcast()
+		}
+		done := c.closed
+		c.wmu.Unlock()
+		if done {
+			close(c.drained)
+			return
+		}
+	}
+}
+
+// Close sends what is pending (within a second), then closes.
+func (c *countingConn) Close() error {
+	c.wmu.Lock()
+	if c.closed {
+		c.wmu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.wcond.Broadcast()
+	c.wmu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-c.drained:
+	case <-time.After(time.Second):
+	}
+	return c.Conn.Close()
 }
 
 // serveH2 serves one HTTP/2 connection until it ends.
@@ -160,7 +273,7 @@ func (c *Config) serveH2(ctx context.Context, nc net.Conn) {
 	st.DownstreamCxHTTP2Total.Inc()
 	st.DownstreamCxActive.Inc()
 	hc := &h2conn{cfg: c, nc: nc, tls: isTLS(nc)}
-	hc.cc.Conn = nc
+	hc.cc.init(nc, c.StreamIdleTimeout)
 	hc.rip = remoteIP(nc)
 	hs := &http.Server{MaxHeaderBytes: c.Limits.MaxHeaderBytes, ErrorLog: c.errLog}
 	o := c.H2
@@ -188,6 +301,7 @@ func (c *Config) serveH2(ctx context.Context, nc net.Conn) {
 	if dn, ok := nc.(api.DrainNotifier); ok {
 		dn.OnDrain(nil)
 	}
+	_ = hc.cc.Close()
 	_ = nc.Close()
 	st.DownstreamCxActive.Dec()
 	st.DownstreamCxRxBytes.Add(uint64(hc.cc.rx.Load()))
@@ -225,6 +339,9 @@ func (hc *h2conn) prematureReset() {
 		time.AfterFunc(goAwayGrace, func() { _ = hc.nc.Close() })
 	}
 }
+
+// h2ReadBuffer is the read buffer of a downstream HTTP/2 connection.
+const h2ReadBuffer = 8 << 10
 
 // goAwayGrace is how long a connection closed for abuse has to read its
 // GOAWAY.

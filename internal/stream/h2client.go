@@ -639,11 +639,14 @@ func (cc *h2cc) roundTrip(ctx context.Context, h *http1.RequestHead, body io.Rea
 	}
 	cs.mu.Lock()
 	err = cs.err
+	gotStatus := cs.status != 0
 	cs.mu.Unlock()
-	if err != nil {
+	if !gotStatus {
 		cs.close()
 		return nil, err
 	}
+	// A head arrived: an error after it (a reset mid-body) is the body's
+	// to report, after the data that came before it.
 	return cs, nil
 }
 

@@ -365,6 +365,13 @@ func (c *Config) h2Respond(s *h2stream, cl api.Cluster, respOps *router.HeaderOp
 	c.BufPool.Put(bp)
 	s.bytesOut = n
 	complete := errors.Is(err, io.EOF) && werr == nil
+	if up.h2 == nil && werr == nil {
+		// An HTTP/1 response head's strings view the stream's own header
+		// buffer, which the next stream reuses; the server encodes the
+		// head only when it writes it, so it must go out before the
+		// handler returns.
+		werr = s.rc.Flush()
+	}
 	if complete {
 		h := s.w.Header()
 		for k, vv := range up.trailer() {
