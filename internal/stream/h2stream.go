@@ -26,8 +26,9 @@ type h2stream struct {
 	r     *http.Request
 	rc    *http.ResponseController
 	grpc  bool
-	wrote bool // the response head went out
-	trail int  // gRPC status from the response (-1: none seen)
+	wrote bool      // the response head went out
+	trail int       // gRPC status from the response (-1: none seen)
+	wdl   time.Time // the write deadline set last
 }
 
 var _ api.Stream = (*h2stream)(nil)
@@ -40,6 +41,7 @@ func (s *h2stream) begin(hc *h2conn, w http.ResponseWriter, r *http.Request) {
 	s.rc = http.NewResponseController(w)
 	s.wrote = false
 	s.trail = -1
+	s.wdl = time.Time{}
 	req := &s.req
 	req.Method = r.Method
 	req.Target = r.RequestURI
@@ -135,7 +137,7 @@ func (s *h2stream) writeHead() {
 	}
 	s.respAt = time.Now()
 	s.wrote = true
-	_ = s.rc.SetWriteDeadline(network.Deadline(s.respAt, s.idle))
+	s.extendWrite(s.respAt)
 	s.w.WriteHeader(s.resp.Status)
 }
 
@@ -267,12 +269,13 @@ func (c *Config) serveH2Stream(s *h2stream) {
 // holds its own references, never the pooled stream's, and a closed
 // body reads EOF without touching the finished stream.
 type h2Body struct {
-	mu     sync.Mutex
-	closed bool
-	r      io.Reader
-	rc     *http.ResponseController
-	idle   time.Duration
-	n      atomic.Int64
+	mu       sync.Mutex
+	closed   bool
+	r        io.Reader
+	rc       *http.ResponseController
+	idle     time.Duration
+	deadline time.Time // the read deadline set last
+	n        atomic.Int64
 }
 
 func (b *h2Body) Read(p []byte) (int, error) {
@@ -281,7 +284,10 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		b.mu.Unlock()
 		return 0, io.EOF
 	}
-	_ = b.rc.SetReadDeadline(network.Deadline(time.Now(), b.idle))
+	if now := time.Now(); b.idle > 0 && movesDeadline(b.deadline, now, b.idle) {
+		b.deadline = now.Add(b.idle)
+		_ = b.rc.SetReadDeadline(b.deadline)
+	}
 	b.mu.Unlock()
 	n, err := b.r.Read(p)
 	b.n.Add(int64(n))
@@ -295,6 +301,23 @@ func (b *h2Body) close() int64 {
 	b.closed = true
 	b.mu.Unlock()
 	return b.n.Load()
+}
+
+// extendWrite pushes the stream's write deadline to now + the stream idle
+// timeout. Each change is a message to the connection's serve loop, so the
+// deadline moves only once a quarter of the timeout has passed: the idle
+// bound then holds within 25%.
+func (s *h2stream) extendWrite(now time.Time) {
+	if s.idle > 0 && movesDeadline(s.wdl, now, s.idle) {
+		s.wdl = now.Add(s.idle)
+		_ = s.rc.SetWriteDeadline(s.wdl)
+	}
+}
+
+// movesDeadline reports whether a deadline last set to last is due to be
+// pushed to now+idle.
+func movesDeadline(last, now time.Time, idle time.Duration) bool {
+	return last.IsZero() || now.Add(idle).Sub(last) > idle/4
 }
 
 // h2FailReply answers a request that no upstream answered.
@@ -347,7 +370,7 @@ func (c *Config) h2Respond(s *h2stream, cl api.Cluster, respOps *router.HeaderOp
 		var m int
 		m, err = up.body.Read(buf)
 		if m > 0 {
-			_ = s.rc.SetWriteDeadline(network.Deadline(time.Now(), s.idle))
+			s.extendWrite(time.Now())
 			// Flush only when the next read would wait: what follows at
 			// once (more data, the end, trailers) goes out with this.
 			if _, werr = s.w.Write(buf[:m]); werr == nil && !up.pending() {
