@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/internal/accesslog"
 	"github.com/weftmesh/weft/internal/codec/http1"
@@ -366,4 +368,195 @@ func TestRequestTimeout(t *testing.T) {
 			t.Errorf("%v: %v %v, want %v %v", c.hdr, got, ok, c.want, c.ok)
 		}
 	}
+}
+
+// h2cEchoUpstream serves h2c with small flow-control windows and echoes
+// the request body.
+func h2cEchoUpstream(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = ln.Close() })
+	srv := &http2.Server{MaxUploadBufferPerStream: 16 << 10, MaxUploadBufferPerConnection: 32 << 10}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(w, r.Body)
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go srv.ServeConn(c, &http2.ServeConnOpts{Handler: h})
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestH2FlowControlBothWays sends 2 MiB up and back through an HTTP/2
+// upstream whose windows (16 KiB per stream) and Weft's own (16 KiB per
+// stream toward the host) are far smaller than the body, on 4 streams
+// at once: every byte must arrive, in order, in both directions.
+func TestH2FlowControlBothWays(t *testing.T) {
+	addr := newProxy(t, h2cEchoUpstream(t), routeAll("up"), func(cl *clusterv3.Cluster) {
+		cl.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{ //nolint:staticcheck // the deprecated field is the short way here
+			InitialStreamWindowSize:     wrapperspb.UInt32(65535),
+			InitialConnectionWindowSize: wrapperspb.UInt32(65535),
+		}
+	})
+	body := make([]byte, 2<<20)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	c := h2Client()
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			resp, err := c.Post("http://"+addr+"/echo", "application/octet-stream", bytes.NewReader(body))
+			if err != nil {
+				errs <- err
+				return
+			}
+			got, err := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if err == nil && !bytes.Equal(got, body) {
+				err = fmt.Errorf("echo of %d bytes came back as %d different bytes", len(body), len(got))
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// fakeH2Host is a loopback connection whose far end reads the client
+// preface and runs fn with a framer on the connection.
+func fakeH2Host(t *testing.T, fn func(fr *http2.Framer)) net.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer b.Close()
+		buf := make([]byte, len(http2.ClientPreface))
+		if _, err := io.ReadFull(b, buf); err != nil {
+			return
+		}
+		fr := http2.NewFramer(b, b)
+		fn(fr)
+	}()
+	return a
+}
+
+// TestH2ClientGoAwayRefuses: a stream above the host's GOAWAY last stream
+// id fails as refused (safe to send again), and the connection takes no
+// new streams.
+func TestH2ClientGoAwayRefuses(t *testing.T) {
+	nc := fakeH2Host(t, func(fr *http2.Framer) {
+		_ = fr.WriteSettings()
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if _, ok := f.(*http2.HeadersFrame); ok {
+				_ = fr.WriteGoAway(0, http2.ErrCodeNo, nil)
+			}
+		}
+	})
+	cc, err := newH2CC(nc, h2ccOptions{streamWindow: 65535, connWindow: 65535, scheme: "http"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if !cc.reserve() {
+		t.Fatal("a new connection has no free stream")
+	}
+	var h http1.RequestHead
+	h.Method, h.Target = "GET", "/"
+	h.Add("host", "a")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = cc.roundTrip(ctx, &h, nil, 0)
+	if !isH2Refused(err) {
+		t.Fatalf("roundTrip = %v, want refused", err)
+	}
+	if cc.usable() {
+		t.Fatal("the connection still takes streams after GOAWAY")
+	}
+}
+
+// FuzzH2Client feeds arbitrary bytes from a host (after its SETTINGS) to
+// Weft's HTTP/2 client during a request: the request must end (response
+// or error) without a panic, and closing the stream and connection must
+// not hang.
+func FuzzH2Client(f *testing.F) {
+	var seed bytes.Buffer
+	fr := http2.NewFramer(&seed, nil)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	_ = enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+	_ = enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true})
+	_ = fr.WriteData(1, false, []byte{0, 0, 0, 0, 1, 'x'})
+	hb.Reset()
+	_ = enc.WriteField(hpack.HeaderField{Name: "grpc-status", Value: "0"})
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+	f.Add(seed.Bytes())
+	seed.Reset()
+	_ = fr.WriteWindowUpdate(0, 1<<30)
+	_ = fr.WriteRSTStream(1, http2.ErrCodeRefusedStream)
+	_ = fr.WritePing(false, [8]byte{})
+	f.Add(seed.Bytes())
+	seed.Reset()
+	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}, http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 14})
+	_ = fr.WriteGoAway(1, http2.ErrCodeProtocol, []byte("bye"))
+	f.Add(seed.Bytes())
+	f.Add([]byte("\x00\x00\x05\x01\x05\x00\x00\x00\x01garbage"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		a, b := net.Pipe()
+		go func() {
+			defer b.Close()
+			go func() { _, _ = io.Copy(io.Discard, b) }()
+			sfr := http2.NewFramer(b, nil)
+			_ = sfr.WriteSettings()
+			_, _ = b.Write(in)
+			time.Sleep(5 * time.Millisecond)
+		}()
+		cc, err := newH2CC(a, h2ccOptions{streamWindow: 65535, connWindow: 65535, scheme: "http", maxHeaderList: 16 << 10})
+		if err != nil {
+			return
+		}
+		defer cc.Close()
+		if !cc.reserve() {
+			return
+		}
+		var h http1.RequestHead
+		h.Method, h.Target = "POST", "/pkg.Svc/M"
+		h.Add("host", "a")
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		cs, err := cc.roundTrip(ctx, &h, bytes.NewReader([]byte("hello")), 5)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(cs, 1<<20))
+		_ = cs.pending()
+		cs.close()
+	})
 }
