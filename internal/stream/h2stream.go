@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/codec/http1"
 	"github.com/weftmesh/weft/internal/network"
 	"github.com/weftmesh/weft/internal/router"
 )
@@ -29,6 +30,9 @@ type h2stream struct {
 	wrote bool      // the response head went out
 	trail int       // gRPC status from the response (-1: none seen)
 	wdl   time.Time // the write deadline set last
+	// cloneHead: the response head's strings must be copied for the
+	// server (they view a reused buffer).
+	cloneHead bool
 }
 
 var _ api.Stream = (*h2stream)(nil)
@@ -42,6 +46,7 @@ func (s *h2stream) begin(hc *h2conn, w http.ResponseWriter, r *http.Request) {
 	s.wrote = false
 	s.trail = -1
 	s.wdl = time.Time{}
+	s.cloneHead = false
 	req := &s.req
 	req.Method = r.Method
 	req.Target = r.RequestURI
@@ -125,13 +130,52 @@ func (s *h2stream) localReply(status int, body string, grpcMsg string) {
 	}
 }
 
+// copyHeaderClone is copyHeader with skipResponseHop for a head whose
+// strings view reused memory: names and values are copied, in one block.
+func copyHeaderClone(dst http.Header, src *http1.Header) {
+	n := 0
+	src.Range(func(k, v string) bool {
+		n += len(k) + len(v)
+		return true
+	})
+	var b strings.Builder
+	b.Grow(n)
+	src.Range(func(k, v string) bool {
+		b.WriteString(k)
+		b.WriteString(v)
+		return true
+	})
+	all := b.String()
+	off := 0
+	vals := make([]string, 0, src.Len())
+	src.Range(func(k, v string) bool {
+		k, v = all[off:off+len(k)], all[off+len(k):off+len(k)+len(v)]
+		off += len(k) + len(v)
+		ck := http.CanonicalHeaderKey(k)
+		if skipResponseHop(ck, v) {
+			return true
+		}
+		if prev, ok := dst[ck]; ok {
+			dst[ck] = append(prev, v)
+			return true
+		}
+		vals = append(vals, v)
+		dst[ck] = vals[len(vals)-1 : len(vals) : len(vals)]
+		return true
+	})
+}
+
 // skipResponseHop leaves out the connection-specific fields of a response
 // (its content-length stays: the HTTP/2 server checks the body by it).
 func skipResponseHop(ck, _ string) bool { return hopCanonical[ck] && ck != "Content-Length" }
 
 // writeHead sends s.resp as the response head.
 func (s *h2stream) writeHead() {
-	copyHeader(s.w.Header(), &s.resp.Header, skipResponseHop)
+	if s.cloneHead {
+		copyHeaderClone(s.w.Header(), &s.resp.Header)
+	} else {
+		copyHeader(s.w.Header(), &s.resp.Header, skipResponseHop)
+	}
 	if s.status == 0 {
 		s.status = s.resp.Status
 	}
@@ -360,6 +404,11 @@ func (c *Config) h2Respond(s *h2stream, cl api.Cluster, respOps *router.HeaderOp
 	if v, ok := resp.Get("grpc-status"); ok {
 		s.trail = atoiDefault(v, -1)
 	}
+	// An HTTP/1 response head's strings view the stream's own header
+	// buffer, which the next stream reuses, while the server encodes the
+	// head only when it writes it (maybe after the handler returned):
+	// such a head goes to the server as copies.
+	s.cloneHead = up.h2 == nil
 	s.writeHead()
 	bp := c.BufPool.Get()
 	buf := (*bp)[:cap(*bp)]
@@ -388,13 +437,7 @@ func (c *Config) h2Respond(s *h2stream, cl api.Cluster, respOps *router.HeaderOp
 	c.BufPool.Put(bp)
 	s.bytesOut = n
 	complete := errors.Is(err, io.EOF) && werr == nil
-	if up.h2 == nil && werr == nil {
-		// An HTTP/1 response head's strings view the stream's own header
-		// buffer, which the next stream reuses; the server encodes the
-		// head only when it writes it, so it must go out before the
-		// handler returns.
-		werr = s.rc.Flush()
-	}
+
 	if complete {
 		h := s.w.Header()
 		for k, vv := range up.trailer() {
