@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/weftmesh/weft/api"
@@ -140,11 +141,7 @@ func (c *Config) forwardX(x *exchange, cl api.Cluster, rt *router.Route, deadlin
 				x.s.hasResp = false
 				x.s.resp.Reset()
 			}
-			c.routeStats(rt).Retries.Inc()
-			cl.Stats().UpstreamRetries.Inc()
-			sleepBackoff(rt.RetryPolicy, try, deadline)
-			cl.Release(api.ResRetries)
-			if !deadline.IsZero() && time.Now().After(deadline) {
+			if c.backOff(rt, cl, try, deadline) {
 				res = failTimeout
 			} else {
 				x.s.host = nil
@@ -305,10 +302,26 @@ func (c *Config) h2RoundTrip(x *exchange, cl api.Cluster, host api.Host, body io
 }
 
 // copyHeader adds the fields of src to dst (canonical keys, one backing
-// array for the values), leaving out those skip names.
-func copyHeader(dst http.Header, src *http1.Header, skip func(canonical, value string) bool) {
+// array for the values), leaving out those skip names. With clone, names
+// and values are copied (in one block) first: for a head whose strings
+// view memory that is reused before dst is done with.
+func copyHeader(dst http.Header, src *http1.Header, skip func(canonical, value string) bool, clone bool) {
+	var all string
+	if clone {
+		n := 0
+		src.Range(func(k, v string) bool { n += len(k) + len(v); return true })
+		var b strings.Builder
+		b.Grow(n)
+		src.Range(func(k, v string) bool { b.WriteString(k); b.WriteString(v); return true })
+		all = b.String()
+	}
+	off := 0
 	vals := make([]string, 0, src.Len())
 	src.Range(func(k, v string) bool {
+		if clone {
+			k, v = all[off:off+len(k)], all[off+len(k):off+len(k)+len(v)]
+			off += len(k) + len(v)
+		}
 		ck := http.CanonicalHeaderKey(k) // no copy when k is canonical, as from HTTP/2
 		if skip(ck, v) {
 			return true

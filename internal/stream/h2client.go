@@ -65,6 +65,11 @@ type h2cc struct {
 	idle       *time.Timer
 	lastRead   time.Time
 	done       chan struct{}
+	// settings is closed once the host's first SETTINGS arrived: DATA
+	// waits for it, since a host that announces a stream window below the
+	// default 65,535 treats more as a flow-control error.
+	settings     chan struct{}
+	seenSettings bool
 }
 
 type h2ccOptions struct {
@@ -86,7 +91,7 @@ func newH2CC(nc net.Conn, o h2ccOptions) (*h2cc, error) {
 	cc := &h2cc{
 		nc: nc, opts: o, wake: make(chan struct{}, 1), nextID: 1,
 		streams: map[uint32]*h2cs{}, maxStreams: 100, peerWindow: 65535, maxFrame: 16384,
-		sendWindow: 65535, done: make(chan struct{}), flushed: true,
+		sendWindow: 65535, done: make(chan struct{}), flushed: true, settings: make(chan struct{}),
 	}
 	cc.cond.L = &cc.mu
 	cc.fr = http2.NewFramer(&cc.wbuf, bufio.NewReaderSize(nc, 16<<10))
@@ -126,6 +131,12 @@ func newH2CC(nc net.Conn, o h2ccOptions) (*h2cc, error) {
 func (cc *h2cc) write(fn func(fr *http2.Framer)) {
 	cc.wmu.Lock()
 	fn(cc.fr)
+	cc.signalLocked()
+	cc.wmu.Unlock()
+}
+
+// signalLocked tells the writer that wbuf has frames (under wmu).
+func (cc *h2cc) signalLocked() {
 	if cc.flushed {
 		cc.flushed = false
 		select {
@@ -133,7 +144,6 @@ func (cc *h2cc) write(fn func(fr *http2.Framer)) {
 		default:
 		}
 	}
-	cc.wmu.Unlock()
 }
 
 func (cc *h2cc) writeLoop() {
@@ -389,8 +399,13 @@ func (cc *h2cc) onSettings(f *http2.SettingsFrame) {
 		}
 		return nil
 	})
+	first := !cc.seenSettings
+	cc.seenSettings = true
 	cc.cond.Broadcast()
 	cc.mu.Unlock()
+	if first {
+		close(cc.settings)
+	}
 	// (wmu is never taken under mu: roundTrip holds wmu, then mu.)
 	cc.write(func(fr *http2.Framer) {
 		if table >= 0 {
@@ -614,13 +629,7 @@ func (cc *h2cc) roundTrip(ctx context.Context, h *http1.RequestHead, body io.Rea
 				_ = cc.fr.WriteContinuation(cs.id, len(block) == 0, chunk)
 			}
 		}
-		if cc.flushed {
-			cc.flushed = false
-			select {
-			case cc.wake <- struct{}{}:
-			default:
-			}
-		}
+		cc.signalLocked()
 	}
 	cc.wmu.Unlock()
 	if err != nil {
@@ -711,6 +720,13 @@ var sendBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b 
 // flow-control windows.
 func (cs *h2cs) sendBody(ctx context.Context, body io.Reader) {
 	cc := cs.cc
+	select {
+	case <-cc.settings:
+	case <-cc.done:
+		return
+	case <-ctx.Done():
+		return
+	}
 	bp := sendBufs.Get().(*[]byte)
 	defer sendBufs.Put(bp)
 	buf := *bp

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/api"
-	"github.com/weftmesh/weft/internal/codec/http1"
 	"github.com/weftmesh/weft/internal/network"
 	"github.com/weftmesh/weft/internal/router"
 )
@@ -130,52 +129,13 @@ func (s *h2stream) localReply(status int, body string, grpcMsg string) {
 	}
 }
 
-// copyHeaderClone is copyHeader with skipResponseHop for a head whose
-// strings view reused memory: names and values are copied, in one block.
-func copyHeaderClone(dst http.Header, src *http1.Header) {
-	n := 0
-	src.Range(func(k, v string) bool {
-		n += len(k) + len(v)
-		return true
-	})
-	var b strings.Builder
-	b.Grow(n)
-	src.Range(func(k, v string) bool {
-		b.WriteString(k)
-		b.WriteString(v)
-		return true
-	})
-	all := b.String()
-	off := 0
-	vals := make([]string, 0, src.Len())
-	src.Range(func(k, v string) bool {
-		k, v = all[off:off+len(k)], all[off+len(k):off+len(k)+len(v)]
-		off += len(k) + len(v)
-		ck := http.CanonicalHeaderKey(k)
-		if skipResponseHop(ck, v) {
-			return true
-		}
-		if prev, ok := dst[ck]; ok {
-			dst[ck] = append(prev, v)
-			return true
-		}
-		vals = append(vals, v)
-		dst[ck] = vals[len(vals)-1 : len(vals) : len(vals)]
-		return true
-	})
-}
-
 // skipResponseHop leaves out the connection-specific fields of a response
 // (its content-length stays: the HTTP/2 server checks the body by it).
 func skipResponseHop(ck, _ string) bool { return hopCanonical[ck] && ck != "Content-Length" }
 
 // writeHead sends s.resp as the response head.
 func (s *h2stream) writeHead() {
-	if s.cloneHead {
-		copyHeaderClone(s.w.Header(), &s.resp.Header)
-	} else {
-		copyHeader(s.w.Header(), &s.resp.Header, skipResponseHop)
-	}
+	copyHeader(s.w.Header(), &s.resp.Header, skipResponseHop, s.cloneHead)
 	if s.status == 0 {
 		s.status = s.resp.Status
 	}

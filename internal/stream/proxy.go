@@ -188,11 +188,7 @@ func (sc *serverConn) handle(s *stream) bool {
 				uc = nil
 				s.hasResp = false
 			}
-			cfg.routeStats(rt).Retries.Inc()
-			cl.Stats().UpstreamRetries.Inc()
-			sleepBackoff(rt.RetryPolicy, try, deadline)
-			cl.Release(api.ResRetries)
-			if !deadline.IsZero() && time.Now().After(deadline) {
+			if cfg.backOff(rt, cl, try, deadline) {
 				res = failTimeout
 			} else {
 				s.host = nil
@@ -548,6 +544,16 @@ func idempotent(m string) bool {
 		return true
 	}
 	return false
+}
+
+// backOff counts a retry and waits its back-off, giving the retry budget
+// back; it reports whether the deadline passed meanwhile.
+func (c *Config) backOff(rt *router.Route, cl api.Cluster, try int, deadline time.Time) bool {
+	c.routeStats(rt).Retries.Inc()
+	cl.Stats().UpstreamRetries.Inc()
+	sleepBackoff(rt.RetryPolicy, try, deadline)
+	cl.Release(api.ResRetries)
+	return !deadline.IsZero() && time.Now().After(deadline)
 }
 
 // sleepBackoff waits a fully jittered exponential back-off before retry
