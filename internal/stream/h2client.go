@@ -486,6 +486,16 @@ func (cc *h2cc) onData(f *http2.DataFrame) {
 		return
 	}
 	cs.mu.Lock()
+	if len(cs.buf)-cs.off+int(n) > int(cc.opts.streamWindow) {
+		// More than the window Weft granted: the host ignores flow
+		// control, and buffering it would be unbounded.
+		cs.mu.Unlock()
+		if credit > 0 {
+			cc.write(func(fr *http2.Framer) { _ = fr.WriteWindowUpdate(0, uint32(credit)) })
+		}
+		cc.resetStream(f.StreamID, http2.ErrCodeFlowControl, errors.New("http2: the host sent more than its flow-control window"))
+		return
+	}
 	if data := f.Data(); len(data) > 0 {
 		cs.buf = append(cs.buf, data...)
 	}
