@@ -49,47 +49,8 @@ func dubbogoPeers(t *testing.T) (provider, consumer string) {
 // arrive intact.
 func TestDubboGoThroughTwoSidecars(t *testing.T) {
 	t.Parallel()
-	providerBin, consumerBin := dubbogoPeers(t)
-	ln := freeListener(t)
-	provAddr := ln.Addr().String()
-	_ = ln.Close()
-	prov := exec.Command(providerBin, "-addr", provAddr, "-log-level", "error")
-	stdout, err := prov.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var provErr syncBuffer
-	prov.Stderr = &provErr
-	if err := prov.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = prov.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = prov.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = prov.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("dubbo-go provider stderr:\n%s", provErr.String())
-		}
-	})
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "READY") {
-				ready <- true
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatal("dubbo-go provider did not start")
-	}
+	_, consumerBin := dubbogoPeers(t)
+	provAddr := startDubbogoProvider(t)
 
 	_, ingress := startRPCSidecar(t, rpcConfig{StatPrefix: "ingress", Protocols: []string{"dubbo"}},
 		staticCluster("up", portOf(t, provAddr)))
@@ -118,4 +79,57 @@ func TestDubboGoThroughTwoSidecars(t *testing.T) {
 	if v := egressW.metricValue("weft_rpc_method_requests_total", labels...); v < n {
 		t.Errorf("weft_rpc_method_requests_total for the Greeter = %v, want >= %d", v, n)
 	}
+}
+
+// startDubbogoProvider starts the dubbo-go provider with args (after -addr
+// and -log-level) on a fresh port and waits for READY; it returns the address.
+func startDubbogoProvider(t *testing.T, args ...string) string {
+	t.Helper()
+	providerBin, _ := dubbogoPeers(t)
+	ln := freeListener(t)
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	prov := exec.Command(providerBin, append([]string{"-addr", addr, "-log-level", "error"}, args...)...)
+	stdout, err := prov.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var provErr syncBuffer
+	prov.Stderr = &provErr
+	if err := prov.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = prov.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = prov.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = prov.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("dubbo-go provider %v stderr:\n%s", args, provErr.String())
+		}
+	})
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "READY") {
+				ready <- true
+			}
+		}
+		ready <- false
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("dubbo-go provider %v exited before READY:\n%s", args, provErr.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("dubbo-go provider %v did not start:\n%s", args, provErr.String())
+	}
+	return addr
 }

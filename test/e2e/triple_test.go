@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -40,59 +38,6 @@ type tripleReport struct {
 	FirstError      string           `json:"first_error"`
 	FirstCode       string           `json:"first_code"`
 	Providers       map[string]int64 `json:"providers"`
-}
-
-// startTripleProvider starts the dubbo-go provider with args (after -addr
-// and -log-level) on a fresh port and waits for READY; it returns the address.
-func startTripleProvider(t *testing.T, args ...string) string {
-	t.Helper()
-	providerBin, _ := dubbogoPeers(t)
-	ln := freeListener(t)
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	prov := exec.Command(providerBin, append([]string{"-addr", addr, "-log-level", "error"}, args...)...)
-	stdout, err := prov.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var provErr syncBuffer
-	prov.Stderr = &provErr
-	if err := prov.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = prov.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = prov.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = prov.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("dubbo-go provider %v stderr:\n%s", args, provErr.String())
-		}
-	})
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "READY") {
-				ready <- true
-			}
-		}
-		ready <- false
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatalf("dubbo-go provider %v exited before READY:\n%s", args, provErr.String())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("dubbo-go provider %v did not start:\n%s", args, provErr.String())
-	}
-	return addr
 }
 
 // runTripleConsumer runs the dubbo-go consumer with -protocol tri against
@@ -164,8 +109,8 @@ func tripleWaitMetric(t *testing.T, w *Weft, want float64, name string, labels .
 // calls under protocol="triple".
 func TestTripleRouting(t *testing.T) {
 	t.Parallel()
-	p1 := startTripleProvider(t, "-protocol", "tri", "-id", "p1", "-version", "1.0.0", "-group", "g1")
-	p2 := startTripleProvider(t, "-protocol", "tri", "-id", "p2", "-version", "2.0.0", "-group", "g2")
+	p1 := startDubbogoProvider(t, "-protocol", "tri", "-id", "p1", "-version", "1.0.0", "-group", "g1")
+	p2 := startDubbogoProvider(t, "-protocol", "tri", "-id", "p2", "-version", "2.0.0", "-group", "g2")
 
 	w, addr := startRPCSidecar(t, rpcConfig{StatPrefix: "tri", Protocols: []string{"triple"},
 		VirtualHosts: `[{name: greeter, domains: ["` + tripleGreeter + `"], routes: [
@@ -213,8 +158,8 @@ func TestTripleRouting(t *testing.T) {
 // a Triple provider of the same service, told apart by group.
 func TestTripleBesideDubbo(t *testing.T) {
 	t.Parallel()
-	dubboProv := startTripleProvider(t) // dubbo, 1.0.0/g1
-	triProv := startTripleProvider(t, "-protocol", "tri", "-id", "tri", "-version", "2.0.0", "-group", "g2")
+	dubboProv := startDubbogoProvider(t) // dubbo, 1.0.0/g1
+	triProv := startDubbogoProvider(t, "-protocol", "tri", "-id", "tri", "-version", "2.0.0", "-group", "g2")
 
 	w, addr := startRPCSidecar(t, rpcConfig{StatPrefix: "mixed", Protocols: []string{"dubbo", "triple"},
 		VirtualHosts: `[{name: greeter, domains: ["` + tripleGreeter + `"], routes: [
@@ -341,7 +286,7 @@ func startTripleGRPCGreeter(t *testing.T) (*tripleGRPCGreeter, string) {
 //     and weft must survive it.
 func TestTripleGRPCInterop(t *testing.T) {
 	t.Parallel()
-	dgProv := startTripleProvider(t, "-protocol", "tri", "-id", "p2", "-version", "2.0.0", "-group", "g2")
+	dgProv := startDubbogoProvider(t, "-protocol", "tri", "-id", "p2", "-version", "2.0.0", "-group", "g2")
 	gg, ggAddr := startTripleGRPCGreeter(t)
 
 	w, addr := startRPCSidecar(t, rpcConfig{StatPrefix: "interop", Protocols: []string{"triple"},
