@@ -105,43 +105,95 @@ func (s *scanner) readCount(off int) (int, int, error) {
 }
 
 // skipUTF8 returns the end of n UTF-16 units of hessian2's UTF-8 starting at
-// off. Characters outside the BMP arrive as two 3-byte surrogate halves,
-// each one unit, as Java and dubbo-go-hessian2 write them; 4-byte sequences
-// are rejected, as both readers reject them. Continuation bytes are not
-// checked, also like both readers.
-func (s *scanner) skipUTF8(off, n int) (end int, ascii bool, err error) {
+// off, and whether the run holds no surrogate pair to join. Characters
+// outside the BMP arrive as two 3-byte surrogate halves, each one unit, as
+// Java and dubbo-go-hessian2 write them; 4-byte sequences are rejected, as
+// both readers reject them. Continuation bytes are not checked, also like
+// both readers.
+//
+// For well-formed text every reader agrees. For malformed text (a lone or
+// garbled surrogate half) dubbo-go-hessian2 differs from Java: it reads n
+// minus the units counted so far in bytes, decodes every byte read, reading
+// more whenever a character or a high surrogate's partner runs past them,
+// and counts a joined pair as two units even where one was left. Weft
+// follows it step by step, so that a proxy and the Go peers beside it read
+// the same names and the same value boundaries from the same bytes.
+func (s *scanner) skipUTF8(off, n int) (end int, plain bool, err error) {
 	b := s.b
 	if n > len(b)-off {
 		return off, false, errBadLength
 	}
-	ascii = true
-	for ; n > 0; n-- {
-		if off >= len(b) {
-			return off, false, errTruncated
-		}
-		c := b[off]
-		switch {
-		case c < 0x80:
-			off++
-		case c&0xe0 == 0xc0:
-			off += 2
-			ascii = false
-		case c&0xf0 == 0xe0:
-			off += 3
-			ascii = false
-		default:
-			return off, false, errBadUTF8
+	// ASCII, the usual names and values, is n bytes.
+	i := off
+	for i < off+n && b[i] < 0x80 {
+		i++
+	}
+	if i == off+n {
+		return i, true, nil
+	}
+	plain = true
+	start, read := off, off // next byte to decode; end of the bytes read
+	for count := 0; count < n; {
+		read += n - count
+		for start < read {
+			if read > len(b) {
+				return off, false, errTruncated
+			}
+			c := b[start]
+			switch {
+			case c < 0x80:
+				start++
+				count++
+				continue
+			case c&0xe0 == 0xc0:
+				read = max(read, start+2)
+				start += 2
+				count++
+				continue
+			case c&0xf0 != 0xe0:
+				return off, false, errBadUTF8
+			}
+			if read = max(read, start+3); read > len(b) {
+				return off, false, errTruncated
+			}
+			if highAt(b, start) {
+				if read = max(read, start+6); read > len(b) {
+					return off, false, errTruncated
+				}
+				if lowAt(b, start+3) {
+					start += 6
+					count += 2
+					plain = false
+					continue
+				}
+			}
+			start += 3
+			count++
 		}
 	}
-	if off > len(b) {
+	if read > len(b) {
 		return off, false, errTruncated
 	}
-	return off, ascii, nil
+	return read, plain, nil
+}
+
+// highAt and lowAt report whether the 3-byte sequence at i is a high or a
+// low UTF-16 surrogate half the way dubbo-go-hessian2 decodes one: the value
+// is taken by masking (lead&0x0f, then 6 bits of each following byte)
+// without checking the bytes' forms. The caller has checked that the bytes
+// are there.
+func highAt(b []byte, i int) bool {
+	v := b[i+1] & 0x3f
+	return b[i] == 0xed && v >= 0x20 && v <= 0x2f
+}
+
+func lowAt(b []byte, i int) bool {
+	return b[i]&0x0f == 0x0d && b[i+1]&0x3f >= 0x30
 }
 
 // stringChunk reads the header of one string chunk at off and returns where
 // its data starts and ends and whether it is the final chunk.
-func (s *scanner) stringChunk(off int) (data, end int, final, ascii bool, err error) {
+func (s *scanner) stringChunk(off int) (data, end int, final, plain bool, err error) {
 	b := s.b
 	if off >= len(b) {
 		return 0, off, false, false, errTruncated
@@ -166,8 +218,8 @@ func (s *scanner) stringChunk(off int) (data, end int, final, ascii bool, err er
 	default:
 		return 0, off, false, false, errNotString
 	}
-	end, ascii, err = s.skipUTF8(data, n)
-	return data, end, final, ascii, err
+	end, plain, err = s.skipUTF8(data, n)
+	return data, end, final, plain, err
 }
 
 // skipString returns the end of the string (of any form, chunked or not)
@@ -197,11 +249,11 @@ func (s *scanner) skipString(off int) (int, error) {
 // strings and strings with characters outside the BMP are assembled and
 // converted to UTF-8, which allocates.
 func (s *scanner) readString(off int) (string, int, error) {
-	data, end, final, ascii, err := s.stringChunk(off)
+	data, end, final, plain, err := s.stringChunk(off)
 	if err != nil {
 		return "", off, err
 	}
-	if final && (ascii || !hasSurrogate(s.b[data:end])) {
+	if final && plain {
 		return view(s.b[data:end]), end, nil
 	}
 	var buf []byte
@@ -232,30 +284,31 @@ func view(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// hasSurrogate reports whether b holds a 3-byte encoded UTF-16 surrogate
-// (ED A0..BF xx), the CESU-8 form Java uses for characters outside the BMP.
-func hasSurrogate(b []byte) bool {
-	for i := 0; i+1 < len(b); i++ {
-		if b[i] == 0xed && b[i+1] >= 0xa0 {
-			return true
-		}
-	}
-	return false
-}
-
-// appendCESU appends b to dst, joining surrogate pairs into 4-byte UTF-8 as
+// appendCESU appends the UTF-8 run b (one chunk's data, checked by
+// skipUTF8) to dst, joining surrogate pairs into 4-byte UTF-8 as
 // dubbo-go-hessian2 does; everything else is copied as is.
 func appendCESU(dst, b []byte) []byte {
 	for i := 0; i < len(b); {
-		if i+5 < len(b) && b[i] == 0xed && b[i+1] >= 0xa0 && b[i+1] <= 0xaf && b[i+3] == 0xed && b[i+4] >= 0xb0 {
+		c := b[i]
+		switch {
+		case c < 0x80:
+			dst = append(dst, c)
+			i++
+			continue
+		case c&0xf0 == 0xe0 && i+6 <= len(b) && highAt(b, i) && lowAt(b, i+3):
 			hi := rune(b[i]&0x0f)<<12 | rune(b[i+1]&0x3f)<<6 | rune(b[i+2]&0x3f)
 			lo := rune(b[i+3]&0x0f)<<12 | rune(b[i+4]&0x3f)<<6 | rune(b[i+5]&0x3f)
 			dst = utf8.AppendRune(dst, (hi-0xd800)<<10+(lo-0xdc00)+0x10000)
 			i += 6
 			continue
 		}
-		dst = append(dst, b[i])
-		i++
+		n := 2
+		if c&0xf0 == 0xe0 {
+			n = 3
+		}
+		n = min(n, len(b)-i)
+		dst = append(dst, b[i:i+n]...)
+		i += n
 	}
 	return dst
 }

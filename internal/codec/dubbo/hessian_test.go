@@ -3,6 +3,7 @@ package dubbo
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -140,6 +141,67 @@ func TestAppendStringMatchesLibrary(t *testing.T) {
 			t.Errorf("readString(%.20q...) = %.20q, %d, %v; library %.20q", s, read, end, err, lib)
 		}
 	}
+}
+
+// TestMalformedSurrogatesMatchLibrary reads garbled and lone surrogate
+// halves, where dubbo-go-hessian2 and Java part ways, and checks that the
+// scanner reads the same text and ends the value where the library does:
+// the value after it decodes the same. The first case is the one a CI
+// fuzzing run found (a high half whose partner is '0's).
+func TestMalformedSurrogatesMatchLibrary(t *testing.T) {
+	cases := [][]byte{
+		append([]byte{0x0c}, "\xed00\xeda0\xed00000"...),
+		{0x02, 0xed, 0xa0, 0x80, 0xed, 0xb0, 0x80},          // valid pair
+		{0x01, 0xed, 0xa0, 0x80, 0xed, 0xb0, 0x80, 0x91},    // pair counted past n
+		{0x02, 0xed, 0xa0, 0x80, 'q', 'r', 's', 0x91, 0x92}, // lone high: library reads ahead
+		{0x04, 0xed, 0xa0, 0x80, 'q', 'r', 's', 0x91, 0x92}, // lone high inside n
+		{0x03, 0xed, 0x21, 0x30, 0x3d, 0x30, 0x30, 0x91},    // masked pair with ASCII bytes
+		{0x02, 'a', 0xed, 0xa0, 0x80, 0xed},                 // partner cut
+		{0x01, 0xed, 0xb0, 0x80, 0x91},                      // lone low
+		{'S', 0x00, 0x03, 0xc3, 0xa9, 0xed, 0xaf, 0xbf, 0xed, 0xbf, 0xbf, 0x91},
+	}
+	for _, b := range cases {
+		d := hessian.NewDecoder(b)
+		lib, libErr := safeDecode(d)
+		libNext, libNextErr := safeDecode(d)
+		var sc scanner
+		sc.reset(b, DefaultMaxDepth)
+		got, end, err := sc.readString(0)
+		if libErr != nil && strings.Contains(libErr.Error(), "panic") {
+			continue // no answer to agree with; the scanner did not panic
+		}
+		if (err != nil) != (libErr != nil) {
+			t.Errorf("% x: readString error %v, library %v", b, err, libErr)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		if got != lib.(string) {
+			t.Errorf("% x: readString = %q, library %q", b, got, lib)
+		}
+		if end == len(b) {
+			if libNextErr == nil {
+				t.Errorf("% x: value ends at the end, library reads %v after it", b, libNext)
+			}
+			continue
+		}
+		next, nextErr := safeDecode(hessian.NewDecoder(b[end:]))
+		if next != libNext || (nextErr != nil) != (libNextErr != nil) {
+			t.Errorf("% x: ends at %d, next %v (%v); library next %v (%v)", b, end, next, nextErr, libNext, libNextErr)
+		}
+	}
+}
+
+// safeDecode is d.Decode with the library's panics (it indexes past its
+// own buffer on some malformed strings) turned into errors.
+func safeDecode(d *hessian.Decoder) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("library panic: %v", r)
+		}
+	}()
+	return d.Decode()
 }
 
 // TestScannerRejects covers malformed values and lengths that claim more
