@@ -501,6 +501,80 @@ func TestH2ClientGoAwayRefuses(t *testing.T) {
 	}
 }
 
+// TestH2ClientHostViolations: a host whose SETTINGS or WINDOW_UPDATE break
+// RFC 9113's limits gets GOAWAY with the right code, and the request fails
+// at once instead of waiting. MAX_FRAME_SIZE 0 is the input a fuzzing run
+// found: header blocks were split into empty CONTINUATION frames forever.
+func TestH2ClientHostViolations(t *testing.T) {
+	cases := []struct {
+		name string
+		send func(fr *http2.Framer)
+		code http2.ErrCode
+	}{
+		{"max frame size 0", func(fr *http2.Framer) {
+			_ = fr.WriteSettings(http2.Setting{ID: http2.SettingMaxFrameSize, Val: 0})
+		}, http2.ErrCodeProtocol},
+		{"max frame size 2^24", func(fr *http2.Framer) {
+			_ = fr.WriteSettings(http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 24})
+		}, http2.ErrCodeProtocol},
+		{"initial window 2^31", func(fr *http2.Framer) {
+			_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 31})
+		}, http2.ErrCodeFlowControl},
+		{"connection window past 2^31-1", func(fr *http2.Framer) {
+			_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+			_ = fr.WriteWindowUpdate(0, 1<<31-1)
+		}, http2.ErrCodeFlowControl},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			goAway := make(chan http2.ErrCode, 1)
+			nc := fakeH2Host(t, func(fr *http2.Framer) {
+				tc.send(fr)
+				for {
+					f, err := fr.ReadFrame()
+					if err != nil {
+						return
+					}
+					if g, ok := f.(*http2.GoAwayFrame); ok {
+						goAway <- g.ErrCode
+						return
+					}
+				}
+			})
+			cc, err := newH2CC(nc, h2ccOptions{streamWindow: 65535, connWindow: 65535, scheme: "http"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Close()
+			select {
+			case code := <-goAway:
+				if code != tc.code {
+					t.Fatalf("GOAWAY %v, want %v", code, tc.code)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no GOAWAY from Weft")
+			}
+			var h http1.RequestHead
+			h.Method, h.Target = "POST", "/"
+			h.Add("host", "a")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			start := time.Now()
+			if cc.reserve() {
+				if _, err := cc.roundTrip(ctx, &h, strings.NewReader("hello"), 5); err == nil {
+					t.Fatal("a request on a failed connection succeeded")
+				}
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("the request waited %v on a failed connection", d)
+			}
+			if cc.usable() {
+				t.Fatal("the connection still takes streams")
+			}
+		})
+	}
+}
+
 // FuzzH2Client feeds arbitrary bytes from a host (after its SETTINGS) to
 // Weft's HTTP/2 client during a request: the request must end (response
 // or error) without a panic, and closing the stream and connection must

@@ -48,6 +48,10 @@ type h2cc struct {
 	hbuf    bytes.Buffer
 	nextID  uint32
 	flushed bool // wbuf holds nothing the writer has not been told of
+	// lastWords: the writer closes the connection once it has sent what
+	// is queued (a final GOAWAY).
+	lastWords bool
+	shutOnce  sync.Once
 
 	mu         sync.Mutex
 	cond       sync.Cond // send windows, stream slots, closing
@@ -156,18 +160,22 @@ func (cc *h2cc) writeLoop() {
 		cc.wmu.Lock()
 		cc.wbuf, cc.spare = cc.spare, cc.wbuf
 		cc.flushed = true
+		last := cc.lastWords
 		cc.wmu.Unlock()
-		if cc.spare.Len() == 0 {
-			continue
+		if cc.spare.Len() > 0 {
+			_ = cc.nc.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
+			_, err := cc.nc.Write(cc.spare.Bytes())
+			cc.spare.Reset()
+			if cc.spare.Cap() > 256<<10 {
+				cc.spare = bytes.Buffer{}
+			}
+			if err != nil {
+				cc.fail(fmt.Errorf("http2: writing to the host: %w", err))
+				return
+			}
 		}
-		_ = cc.nc.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
-		_, err := cc.nc.Write(cc.spare.Bytes())
-		cc.spare.Reset()
-		if cc.spare.Cap() > 256<<10 {
-			cc.spare = bytes.Buffer{}
-		}
-		if err != nil {
-			cc.fail(fmt.Errorf("http2: writing to the host: %w", err))
+		if last {
+			cc.shut()
 			return
 		}
 	}
@@ -178,10 +186,17 @@ const h2WriteTimeout = 30 * time.Second
 
 // fail closes the connection and ends every stream with err.
 func (cc *h2cc) fail(err error) {
+	cc.abort(err)
+	cc.shut()
+}
+
+// abort ends every stream with err and takes no more; it reports whether
+// the connection was still open.
+func (cc *h2cc) abort(err error) bool {
 	cc.mu.Lock()
 	if cc.closed {
 		cc.mu.Unlock()
-		return
+		return false
 	}
 	cc.closed = true
 	cc.err = err
@@ -189,14 +204,40 @@ func (cc *h2cc) fail(err error) {
 	cc.streams = map[uint32]*h2cs{}
 	cc.cond.Broadcast()
 	cc.mu.Unlock()
-	close(cc.done)
-	if cc.idle != nil {
-		cc.idle.Stop()
-	}
-	_ = cc.nc.Close()
 	for _, cs := range streams {
 		cs.finish(err)
 	}
+	return true
+}
+
+// shut stops the connection's loops and closes the socket, once.
+func (cc *h2cc) shut() {
+	cc.shutOnce.Do(func() {
+		close(cc.done)
+		cc.mu.Lock()
+		idle := cc.idle
+		cc.mu.Unlock()
+		if idle != nil {
+			idle.Stop()
+		}
+		_ = cc.nc.Close()
+	})
+}
+
+// closeWithGoAway ends the connection with a GOAWAY the host receives
+// before the close: streams end with err at once, and the writer closes
+// the socket once the GOAWAY is out (or a second later, if the host does
+// not read).
+func (cc *h2cc) closeWithGoAway(code http2.ErrCode, err error) {
+	if !cc.abort(err) {
+		return
+	}
+	cc.wmu.Lock()
+	_ = cc.fr.WriteGoAway(0, code, nil)
+	cc.lastWords = true
+	cc.signalLocked()
+	cc.wmu.Unlock()
+	time.AfterFunc(time.Second, cc.shut)
 }
 
 // Close closes the connection at once.
@@ -290,8 +331,7 @@ func (cc *h2cc) closeIfIdle() {
 	}
 	cc.mu.Unlock()
 	if idle {
-		cc.write(func(fr *http2.Framer) { _ = fr.WriteGoAway(0, http2.ErrCodeNo, nil) })
-		cc.Close()
+		cc.closeWithGoAway(http2.ErrCodeNo, errors.New("http2: idle connection closed"))
 	}
 }
 
@@ -338,6 +378,11 @@ func (cc *h2cc) readLoop() {
 				cc.resetStream(se.StreamID, se.Code, err)
 				continue
 			}
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				cc.closeWithGoAway(http2.ErrCode(ce), fmt.Errorf("http2: the host broke the protocol: %w", err))
+				return
+			}
 			cc.fail(fmt.Errorf("http2: reading from the host: %w", err))
 			return
 		}
@@ -360,14 +405,7 @@ func (cc *h2cc) readLoop() {
 				cc.onSettings(f)
 			}
 		case *http2.WindowUpdateFrame:
-			cc.mu.Lock()
-			if f.StreamID == 0 {
-				cc.sendWindow += int32(f.Increment)
-			} else if cs := cc.streams[f.StreamID]; cs != nil {
-				cs.sendWindow += int32(f.Increment)
-			}
-			cc.cond.Broadcast()
-			cc.mu.Unlock()
+			cc.onWindowUpdate(f)
 		case *http2.PingFrame:
 			if !f.IsAck() {
 				data := f.Data
@@ -379,18 +417,65 @@ func (cc *h2cc) readLoop() {
 	}
 }
 
+// maxWindow is the largest flow-control window (RFC 9113 6.9.1).
+const maxWindow = 1<<31 - 1
+
+// onWindowUpdate grows a send window. A window past 2^31-1 is the host's
+// FLOW_CONTROL_ERROR: the stream's, or the connection's on stream 0.
+func (cc *h2cc) onWindowUpdate(f *http2.WindowUpdateFrame) {
+	inc := int64(f.Increment)
+	cc.mu.Lock()
+	var bad *h2cs
+	overflow := false
+	if f.StreamID == 0 {
+		if overflow = int64(cc.sendWindow)+inc > maxWindow; !overflow {
+			cc.sendWindow += int32(inc)
+		}
+	} else if cs := cc.streams[f.StreamID]; cs != nil {
+		if int64(cs.sendWindow)+inc > maxWindow {
+			bad = cs
+		} else {
+			cs.sendWindow += int32(inc)
+		}
+	}
+	cc.cond.Broadcast()
+	cc.mu.Unlock()
+	switch {
+	case overflow:
+		cc.closeWithGoAway(http2.ErrCodeFlowControl, errors.New("http2: host grew the connection window past 2^31-1"))
+	case bad != nil:
+		cc.resetStream(f.StreamID, http2.ErrCodeFlowControl, errors.New("http2: host grew a stream window past 2^31-1"))
+	}
+}
+
 func (cc *h2cc) onSettings(f *http2.SettingsFrame) {
+	// Values out of range (a frame size under 16,384, a window past
+	// 2^31-1, ENABLE_PUSH other than 0 or 1) are a connection error; a
+	// frame size of 0 would otherwise split header blocks forever.
+	if err := f.ForeachSetting(func(s http2.Setting) error { return s.Valid() }); err != nil {
+		code := http2.ErrCodeProtocol
+		var ce http2.ConnectionError
+		if errors.As(err, &ce) {
+			code = http2.ErrCode(ce)
+		}
+		cc.closeWithGoAway(code, fmt.Errorf("http2: host sent an invalid SETTINGS frame: %w", err))
+		return
+	}
 	table := int64(-1)
+	overflow := false
 	cc.mu.Lock()
 	_ = f.ForeachSetting(func(s http2.Setting) error {
 		switch s.ID {
 		case http2.SettingMaxConcurrentStreams:
 			cc.maxStreams = s.Val
 		case http2.SettingInitialWindowSize:
-			delta := int32(s.Val) - cc.peerWindow
+			delta := int64(s.Val) - int64(cc.peerWindow)
 			cc.peerWindow = int32(s.Val)
 			for _, cs := range cc.streams {
-				cs.sendWindow += delta
+				if int64(cs.sendWindow)+delta > maxWindow {
+					overflow = true
+				}
+				cs.sendWindow += int32(delta)
 			}
 		case http2.SettingMaxFrameSize:
 			cc.maxFrame = s.Val
@@ -403,6 +488,10 @@ func (cc *h2cc) onSettings(f *http2.SettingsFrame) {
 	cc.seenSettings = true
 	cc.cond.Broadcast()
 	cc.mu.Unlock()
+	if overflow {
+		cc.closeWithGoAway(http2.ErrCodeFlowControl, errors.New("http2: host's INITIAL_WINDOW_SIZE grew a stream window past 2^31-1"))
+		return
+	}
 	if first {
 		close(cc.settings)
 	}
