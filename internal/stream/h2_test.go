@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -572,6 +573,89 @@ func TestH2ClientHostViolations(t *testing.T) {
 				t.Fatal("the connection still takes streams")
 			}
 		})
+	}
+}
+
+// gatedBody returns its data, then waits for gate before io.EOF.
+type gatedBody struct {
+	data []byte
+	gate chan struct{}
+}
+
+func (b *gatedBody) Read(p []byte) (int, error) {
+	if len(b.data) > 0 {
+		n := copy(p, b.data)
+		b.data = b.data[n:]
+		return n, nil
+	}
+	<-b.gate
+	return 0, io.EOF
+}
+
+// TestH2ClientEndStreamNegativeWindow: a host that lowers
+// INITIAL_WINDOW_SIZE after the body used the window leaves it negative;
+// the bare END_STREAM that follows needs no credit and goes out. (A fuzzing
+// run found the client slicing the body by the negative window.)
+func TestH2ClientEndStreamNegativeWindow(t *testing.T) {
+	gate := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	defer open()
+	got := make(chan string, 1)
+	nc := fakeH2Host(t, func(fr *http2.Framer) {
+		_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 5})
+		acks, body := 0, ""
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if f.IsAck() {
+					if acks++; acks == 2 {
+						open()
+					}
+				}
+			case *http2.DataFrame:
+				body += string(f.Data())
+				if len(body) == 5 && acks == 1 && !f.StreamEnded() {
+					_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+				}
+				if f.StreamEnded() {
+					got <- body
+					var hb bytes.Buffer
+					_ = hpack.NewEncoder(&hb).WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+					_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+				}
+			}
+		}
+	})
+	cc, err := newH2CC(nc, h2ccOptions{streamWindow: 65535, connWindow: 65535, scheme: "http"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if !cc.reserve() {
+		t.Fatal("no stream")
+	}
+	var h http1.RequestHead
+	h.Method, h.Target = "POST", "/"
+	h.Add("host", "a")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cs, err := cc.roundTrip(ctx, &h, &gatedBody{data: []byte("hello"), gate: gate}, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.close()
+	select {
+	case b := <-got:
+		if b != "hello" {
+			t.Fatalf("host got %q", b)
+		}
+	case <-ctx.Done():
+		t.Fatal("END_STREAM never reached the host")
 	}
 }
 

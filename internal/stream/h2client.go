@@ -846,15 +846,12 @@ func (cs *h2cs) sendBody(ctx context.Context, body io.Reader) {
 				cc.mu.Unlock()
 				return
 			}
-			m := int32(len(data))
-			if m > cs.sendWindow {
-				m = cs.sendWindow
-			}
-			if m > cc.sendWindow {
-				m = cc.sendWindow
-			}
-			if uint32(m) > cc.maxFrame {
-				m = int32(cc.maxFrame)
+			// A bare END_STREAM (no data left) needs no credit; the
+			// windows may even be negative after the host lowered
+			// INITIAL_WINDOW_SIZE.
+			m := int32(0)
+			if len(data) > 0 {
+				m = min(int32(len(data)), cs.sendWindow, cc.sendWindow, int32(cc.maxFrame))
 			}
 			cs.sendWindow -= m
 			cc.sendWindow -= m
