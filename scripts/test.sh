@@ -26,9 +26,30 @@ WEFT_E2E_RACE=1 go test -race -count=1 -timeout 25m ./...
 echo "== fuzz (each target ${FUZZTIME})"
 # Every Fuzz* function beside a decoder or config parser gets a short run;
 # the seed corpora under testdata/fuzz run in every `go test` above too.
+# Fuzz targets that start goroutines send their workers' standard error
+# here (internal/fuzzcrash): Go's fuzzer discards it, and a panic on a
+# background goroutine would otherwise kill a worker without a word.
+WEFT_FUZZ_STDERR=$(mktemp -d)
+export WEFT_FUZZ_STDERR
+trap 'rm -rf "$WEFT_FUZZ_STDERR"' EXIT
+
 # fuzz_once PKG FN: one short fuzzing run; the log is in /tmp/weft-fuzz.log.
 fuzz_once() {
+  rm -f "$WEFT_FUZZ_STDERR"/*
   go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "$FUZZTIME" >/tmp/weft-fuzz.log 2>&1
+}
+
+# worker_words: prints what the workers of the last run wrote to standard
+# error; fails when they wrote nothing.
+worker_words() {
+  local f said=1
+  for f in "$WEFT_FUZZ_STDERR"/*; do
+    [[ -s $f ]] || continue
+    echo "   worker standard error ($f):"
+    sed 's/^/   | /' "$f"
+    said=0
+  done
+  return $said
 }
 
 # toolchain_quirk PKG FN: whether the failed run in /tmp/weft-fuzz.log is
@@ -36,12 +57,14 @@ fuzz_once() {
 #   - a bare "context deadline exceeded" when -fuzztime runs out while a
 #     worker is busy, with no failing input written;
 #   - "fuzzing process hung or terminated unexpectedly while minimizing:
-#     EOF" (golang/go#52569): the worker dies while shrinking an input that
-#     merely added coverage. Its input is written as if it had failed, so
-#     it is replayed: if it passes, the run is the toolchain's fault and
-#     the input is removed; if it fails, it is a finding.
+#     EOF" (golang/go#52569) where the worker said nothing (no panic on a
+#     captured standard error) and the input it leaves passes on replay.
+#     The input is then removed.
 toolchain_quirk() {
   local log=/tmp/weft-fuzz.log input
+  if worker_words; then
+    return 1 # a worker panicked or died with a message: a finding
+  fi
   if grep -q 'context deadline exceeded' "$log" && ! grep -q 'Failing input written' "$log"; then
     echo "   (fuzzer stopped on its own deadline; running it again)"
     return 0
@@ -53,7 +76,7 @@ toolchain_quirk() {
     cat /tmp/weft-fuzz-replay.log
     return 1
   fi
-  echo "   (fuzzer worker died while minimizing; its input $input passes on replay; running again)"
+  echo "   (fuzzer worker died silently while minimizing; its input $input passes on replay; running again)"
   rm -f "$1/$input"
   return 0
 }
@@ -66,7 +89,7 @@ grep -rl --include='*_test.go' '^func Fuzz' . | sort | while read -r f; do
     # (above) is tried once more.
     if ! fuzz_once "$pkg" "$fn"; then
       if toolchain_quirk "$pkg" "$fn"; then
-        fuzz_once "$pkg" "$fn" || { cat /tmp/weft-fuzz.log; exit 1; }
+        fuzz_once "$pkg" "$fn" || { cat /tmp/weft-fuzz.log; worker_words; exit 1; }
       else
         cat /tmp/weft-fuzz.log
         exit 1

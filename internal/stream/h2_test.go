@@ -22,6 +22,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/accesslog"
 	"github.com/weftmesh/weft/internal/codec/http1"
+	"github.com/weftmesh/weft/internal/fuzzcrash"
 	"github.com/weftmesh/weft/internal/router"
 	"github.com/weftmesh/weft/internal/stats"
 )
@@ -218,6 +219,7 @@ func fuzzConfig(tb testing.TB) *Config {
 // connection: whatever arrives, the connection must end (no hang, no
 // panic) once the client goes away.
 func FuzzH2Conn(f *testing.F) {
+	fuzzcrash.Capture()
 	var seed bytes.Buffer
 	fr := http2.NewFramer(&seed, nil)
 	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
@@ -664,6 +666,7 @@ func TestH2ClientEndStreamNegativeWindow(t *testing.T) {
 // or error) without a panic, and closing the stream and connection must
 // not hang.
 func FuzzH2Client(f *testing.F) {
+	fuzzcrash.Capture()
 	var seed bytes.Buffer
 	fr := http2.NewFramer(&seed, nil)
 	var hb bytes.Buffer

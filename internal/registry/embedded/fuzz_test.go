@@ -7,12 +7,15 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/fuzzcrash"
 )
 
 // FuzzServer: request bodies, paths and queries from a confused or hostile
 // client never panic the registry server and always get a status from its
 // documented set.
 func FuzzServer(f *testing.F) {
+	fuzzcrash.Capture()
 	f.Add("PUT", "com.foo.Echo", []byte(`{"service":"com.foo.Echo","address":"127.0.0.1:1","protocol":"dubbo","metadata":{"v":"1"}}`), "")
 	f.Add("PUT", "com.foo.Echo", []byte(`{"address":"nowhere"}`), "")
 	f.Add("GET", "com.foo.Echo", []byte(nil), "index=3&wait=0s")
