@@ -6,7 +6,9 @@
 #
 #   bash bench/h2/measure.sh [STREAMS] [SECONDS]     (defaults 50 8)
 #
-# Env: GOGC is passed to weft; PORT_BASE (default 21080) picks the ports;
+# Env: GOGC, if set, is passed to weft (which then keeps no heap floor);
+# WEFT_ARGS are added to `weft start` (e.g. --gc-heap-floor-mib=0); PORT_BASE (default 21080) picks the ports;
+# WEFT_BIN runs that binary instead of building this tree (A/B runs);
 # PPROF=file also saves a 5 s CPU profile taken mid-run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,14 +16,15 @@ streams=${1:-50} secs=${2:-8} base=${PORT_BASE:-21080}
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
-go build -o "$work/weft" ./cmd/weft
+if [[ -n ${WEFT_BIN:-} ]]; then cp "$WEFT_BIN" "$work/weft"; else go build -o "$work/weft" ./cmd/weft; fi
 go build -o "$work/backend" ./bench/h2/backend
 go build -o "$work/grpcload" ./bench/h2/grpcload
 sed -e "s/@@H2C_PORT@@/$base/; s/@@GRPC_PORT@@/$((base + 1))/; s/@@H1_UPSTREAM_PORT@@/$((base + 10))/" \
   -e "s/@@GRPC_UPSTREAM_PORT@@/$((base + 11))/; s/@@ADMIN_PORT@@/$((base + 20))/" bench/h2/weft.yaml.tmpl >"$work/weft.yaml"
 taskset -c 1 "$work/backend" -h1 "127.0.0.1:$((base + 10))" -grpc "127.0.0.1:$((base + 11))" >"$work/backend.log" 2>&1 &
 pids+=($!)
-GOGC=${GOGC:-100} GOMAXPROCS=1 taskset -c 0 "$work/weft" start -c "$work/weft.yaml" >"$work/weft.log" 2>&1 &
+# shellcheck disable=SC2086 # WEFT_ARGS is a list of flags
+env ${GOGC:+GOGC=$GOGC} GOMAXPROCS=1 taskset -c 0 "$work/weft" start -c "$work/weft.yaml" ${WEFT_ARGS:-} >"$work/weft.log" 2>&1 &
 wpid=$!
 pids+=("$wpid")
 target="127.0.0.1:$((base + 1))"

@@ -14,6 +14,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/app"
 	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/gctune"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=...".
@@ -41,6 +42,7 @@ func newLogger(level string) (*slog.Logger, *slog.LevelVar, error) {
 func newStart() *cobra.Command {
 	var file, level, adminAddr, adminPath string
 	var drain time.Duration
+	var heapFloorMiB uint64
 	cmd := &cobra.Command{
 		Use:   "start -c FILE",
 		Short: "Run the data plane with an Envoy v3 bootstrap (YAML or JSON)",
@@ -55,6 +57,7 @@ func newStart() *cobra.Command {
 				printConfigErrors(err)
 				return errors.New("invalid configuration")
 			}
+			defer gctune.Start(heapFloorMiB << 20).Stop()
 			a, err := app.New(b, app.Options{Logger: log, LogLevel: lv, DrainTimeout: drain, AdminAddress: adminAddr})
 			if err != nil {
 				printConfigErrors(err)
@@ -80,6 +83,8 @@ func newStart() *cobra.Command {
 	cmd.Flags().DurationVar(&drain, "drain-timeout", app.DefaultDrainTimeout, "how long in-flight requests may finish after SIGTERM")
 	cmd.Flags().StringVar(&adminAddr, "admin-address", "", "override the bootstrap's admin address (\"-\" disables it)")
 	cmd.Flags().StringVar(&adminPath, "admin-address-path", "", "write the bound admin address to this file once serving")
+	cmd.Flags().Uint64Var(&heapFloorMiB, "gc-heap-floor-mib", gctune.DefaultFloor>>20,
+		"let the heap grow to this many MiB between garbage collections (0: plain GOGC=100; ignored when GOGC or GOMEMLIMIT is set)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

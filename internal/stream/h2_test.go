@@ -578,6 +578,44 @@ func TestH2ClientHostViolations(t *testing.T) {
 	}
 }
 
+// TestH2ClientPingAck: a host's PING is acknowledged with the same data
+// even when Weft has nothing else to send (the ACK waits at most
+// pingAckDelay for company).
+func TestH2ClientPingAck(t *testing.T) {
+	acked := make(chan [8]byte, 1)
+	nc := fakeH2Host(t, func(fr *http2.Framer) {
+		_ = fr.WriteSettings()
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if s, ok := f.(*http2.SettingsFrame); ok && s.IsAck() {
+				// Weft is quiet now: the ACK has nothing to ride with.
+				time.Sleep(20 * time.Millisecond)
+				_ = fr.WritePing(false, [8]byte{1, 2, 3, 4, 5, 6, 7, 8})
+			}
+			if p, ok := f.(*http2.PingFrame); ok && p.IsAck() {
+				acked <- p.Data
+				return
+			}
+		}
+	})
+	cc, err := newH2CC(nc, h2ccOptions{streamWindow: 65535, connWindow: 65535, scheme: "http"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	select {
+	case d := <-acked:
+		if d != [8]byte{1, 2, 3, 4, 5, 6, 7, 8} {
+			t.Fatalf("PING ACK data %v", d)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no PING ACK")
+	}
+}
+
 // gatedBody returns its data, then waits for gate before io.EOF.
 type gatedBody struct {
 	data []byte
