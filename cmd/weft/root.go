@@ -83,8 +83,8 @@ func newStart() *cobra.Command {
 	cmd.Flags().DurationVar(&drain, "drain-timeout", app.DefaultDrainTimeout, "how long in-flight requests may finish after SIGTERM")
 	cmd.Flags().StringVar(&adminAddr, "admin-address", "", "override the bootstrap's admin address (\"-\" disables it)")
 	cmd.Flags().StringVar(&adminPath, "admin-address-path", "", "write the bound admin address to this file once serving")
-	cmd.Flags().Uint64Var(&heapFloorMiB, "gc-heap-floor-mib", gctune.DefaultFloor>>20,
-		"let the heap grow to this many MiB between garbage collections (0: plain GOGC=100; ignored when GOGC or GOMEMLIMIT is set)")
+	cmd.Flags().Uint64Var(&heapFloorMiB, "gc-heap-floor-mib", 0,
+		"let the heap grow to this many MiB between garbage collections: less GC CPU under load for up to that much more memory (0: plain GOGC=100; ignored when GOGC or GOMEMLIMIT is set; 32 is the measured suggestion)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
