@@ -482,26 +482,46 @@ func TestH2ClientGoAwayRefuses(t *testing.T) {
 			}
 		}
 	})
-	cc, err := newH2CC(nc, h2ccOptions{streamWindow: 65535, connWindow: 65535, scheme: "http"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	if !cc.reserve() {
-		t.Fatal("a new connection has no free stream")
-	}
-	var h http1.RequestHead
-	h.Method, h.Target = "GET", "/"
-	h.Add("host", "a")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err = cc.roundTrip(ctx, &h, nil, 0)
+	cc := testH2CC(t, nc)
+	_, err := testRoundTrip(t, cc, "GET", nil, 0)
 	if !isH2Refused(err) {
 		t.Fatalf("roundTrip = %v, want refused", err)
 	}
 	if cc.usable() {
 		t.Fatal("the connection still takes streams after GOAWAY")
 	}
+}
+
+// testH2CC is Weft's HTTP/2 client on nc with small windows, closed when
+// the test ends.
+func testH2CC(t *testing.T, nc net.Conn) *h2cc {
+	t.Helper()
+	cc, err := newH2CC(nc, h2ccOptions{streamWindow: 65535, connWindow: 65535, scheme: "http"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Close)
+	return cc
+}
+
+// testHead is a request head for method on "/" with host "a".
+func testHead(method string) *http1.RequestHead {
+	h := new(http1.RequestHead)
+	h.Method, h.Target = method, "/"
+	h.Add("host", "a")
+	return h
+}
+
+// testRoundTrip sends method "/" with body (n bytes, -1 unknown) on a
+// stream of cc reserved for it, with 5 s to get the response head.
+func testRoundTrip(t *testing.T, cc *h2cc, method string, body io.Reader, n int64) (*h2cs, error) {
+	t.Helper()
+	if !cc.reserve() {
+		t.Fatal("the connection has no free stream")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return cc.roundTrip(ctx, testHead(method), body, n)
 }
 
 // TestH2ClientHostViolations: a host whose SETTINGS or WINDOW_UPDATE break
@@ -544,11 +564,7 @@ func TestH2ClientHostViolations(t *testing.T) {
 					}
 				}
 			})
-			cc, err := newH2CC(nc, h2ccOptions{streamWindow: 65535, connWindow: 65535, scheme: "http"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cc.Close()
+			cc := testH2CC(t, nc)
 			select {
 			case code := <-goAway:
 				if code != tc.code {
@@ -557,14 +573,12 @@ func TestH2ClientHostViolations(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("no GOAWAY from Weft")
 			}
-			var h http1.RequestHead
-			h.Method, h.Target = "POST", "/"
-			h.Add("host", "a")
+			h := testHead("POST")
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			start := time.Now()
 			if cc.reserve() {
-				if _, err := cc.roundTrip(ctx, &h, strings.NewReader("hello"), 5); err == nil {
+				if _, err := cc.roundTrip(ctx, h, strings.NewReader("hello"), 5); err == nil {
 					t.Fatal("a request on a failed connection succeeded")
 				}
 			}
@@ -601,11 +615,7 @@ func TestH2ClientPingAck(t *testing.T) {
 			}
 		}
 	})
-	cc, err := newH2CC(nc, h2ccOptions{streamWindow: 65535, connWindow: 65535, scheme: "http"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	testH2CC(t, nc)
 	select {
 	case d := <-acked:
 		if d != [8]byte{1, 2, 3, 4, 5, 6, 7, 8} {
@@ -671,20 +681,8 @@ func TestH2ClientEndStreamNegativeWindow(t *testing.T) {
 			}
 		}
 	})
-	cc, err := newH2CC(nc, h2ccOptions{streamWindow: 65535, connWindow: 65535, scheme: "http"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	if !cc.reserve() {
-		t.Fatal("no stream")
-	}
-	var h http1.RequestHead
-	h.Method, h.Target = "POST", "/"
-	h.Add("host", "a")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	cs, err := cc.roundTrip(ctx, &h, &gatedBody{data: []byte("hello"), gate: gate}, -1)
+	cc := testH2CC(t, nc)
+	cs, err := testRoundTrip(t, cc, "POST", &gatedBody{data: []byte("hello"), gate: gate}, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -694,7 +692,7 @@ func TestH2ClientEndStreamNegativeWindow(t *testing.T) {
 		if b != "hello" {
 			t.Fatalf("host got %q", b)
 		}
-	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
 		t.Fatal("END_STREAM never reached the host")
 	}
 }
