@@ -269,8 +269,12 @@ func (c *Config) h2RoundTrip(x *exchange, cl api.Cluster, host api.Host, body io
 	cs, err := cc.roundTrip(ctx, &s.req, body, bodyLen)
 	if err != nil {
 		s.failure = err.Error()
+		// A host told the same deadline (grpc-timeout is forwarded) may
+		// reset the stream at it a moment before Weft's own timer runs:
+		// past the deadline, that is the timeout, not a reset.
+		late := !deadline.IsZero() && !time.Now().Before(deadline)
 		switch {
-		case ctx.Err() != nil && x.ctx.Err() == nil:
+		case (ctx.Err() != nil || late) && x.ctx.Err() == nil:
 			cl.Stats().UpstreamRequestTimeout.Inc()
 			return fail(failTimeout)
 		case x.ctx.Err() != nil:
